@@ -1,0 +1,36 @@
+# imgclf: a reproducible image-classification pipeline.
+# This file only loads and validates the config and includes the rules, split
+# by stage under rules/. Run it with `make run` or `snakemake --cores all`.
+import sys
+
+# imgclf (the package holding the logic) lives beside this file; putting it on
+# the path makes every job find it, in the user's venv, in a conda env made by
+# --sdm conda, or on a cluster node, without installing it there.
+sys.path.insert(0, workflow.basedir)
+
+from imgclf.config import load_schema, validate_config
+from imgclf.errors import ConfigError
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    validate_config(
+        config,
+        load_schema(f"{workflow.basedir}/config/config.schema.yaml"),
+        source="config (config/config.yaml, --configfile and --config)",
+    )
+except ConfigError as error:
+    sys.exit(f"imgclf: {error}")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/split.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,56 @@
+"""Writing files at the edges: atomically, so nothing is left half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented, key-sorted JSON (stable across runs)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def csv_text(table: pd.DataFrame) -> str:
+    """A DataFrame as CSV text with Unix line ends and no index."""
+    return table.to_csv(index=False, lineterminator="\n")
+
+
+def write_csv(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a DataFrame as CSV, atomically."""
+    atomic_write_text(path, csv_text(table))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_index(path: str | Path) -> pd.DataFrame:
+    """Read ``index.csv`` (or a manifest) with paths, hashes and groups as text."""
+    return pd.read_csv(path, dtype={"path": str, "sha256": str, "label": str, "phash": str,
+                                    "group": str}, keep_default_na=False, na_values=[""])

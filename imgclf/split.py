@@ -1,0 +1,288 @@
+"""The seeded, stratified, group-aware split into fold manifests.
+
+Images that must never straddle two sets are joined into *split units*: the
+images of one group (patient, slide, lesion: ``split.group_column``),
+byte-identical copies, and near-duplicates (perceptual hash within
+``validation.near_duplicate_max_distance``). Units are then dealt, largest
+first and in a seeded random order, to the set whose class counts lag their
+target the most: a test set, then K validation folds over the rest (or one
+validation set when K is 1). The algorithm is ours, not a library's, so the
+manifests survive library upgrades; they are written once and every later
+stage reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from imgclf.errors import SplitError
+from imgclf.phash import near_duplicate_pairs
+
+MANIFEST_COLUMNS = ["path", "sha256", "label", "group"]
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """The split part of the config (see config.schema.yaml)."""
+
+    seed: int = 42
+    test_fraction: float = 0.2
+    n_folds: int = 5
+    val_fraction: float = 0.2
+    group_column: str | None = None
+    near_duplicate_max_distance: int = 2
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "SplitOptions":
+        s = config["split"]
+        return cls(seed=config["seed"], test_fraction=s["test_fraction"], n_folds=s["n_folds"],
+                   val_fraction=s["val_fraction"], group_column=s["group_column"],
+                   near_duplicate_max_distance=config["validation"]["near_duplicate_max_distance"])
+
+
+@dataclass
+class Split:
+    """Fold manifests.
+
+    Attributes:
+        test: The test manifest.
+        folds: For each fold, its (train, val) manifests.
+        summary: Counts per set and class, and the options used.
+        warnings: Things worth knowing that do not stop the run.
+    """
+
+    test: pd.DataFrame
+    folds: list[tuple[pd.DataFrame, pd.DataFrame]]
+    summary: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _near_pairs(index: pd.DataFrame, max_distance: int) -> np.ndarray:
+    if max_distance < 0 or len(index) < 2:
+        return np.empty((0, 3), dtype=np.int64)
+    hashes = np.array([int(h, 16) for h in index["phash"]], dtype=np.uint64)
+    return near_duplicate_pairs(hashes, max_distance)
+
+
+def split_units(index: pd.DataFrame, options: SplitOptions, near_pairs: np.ndarray) -> np.ndarray:
+    """Label each image with its split unit (connected images share a label).
+
+    Args:
+        index: The validated index, sorted by path.
+        options: Which group column joins images.
+        near_pairs: Near-duplicate pairs (row indices) from :func:`near_duplicate_pairs`.
+
+    Returns:
+        One integer unit label per row.
+    """
+    n = len(index)
+    rows: list[np.ndarray] = [near_pairs[:, 0]] if len(near_pairs) else []
+    cols: list[np.ndarray] = [near_pairs[:, 1]] if len(near_pairs) else []
+    keys = [index["sha256"]]
+    if options.group_column:
+        keys.append(index[options.group_column])
+    for key in keys:
+        codes, _ = pd.factorize(key)
+        first = pd.Series(np.arange(n)).groupby(codes).transform("min").to_numpy()
+        rows.append(np.arange(n))
+        cols.append(first)
+    r = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.empty(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels
+
+
+def assign_units(labels: np.ndarray, units: np.ndarray, fractions: list[float], seed: int) -> np.ndarray:
+    """Deal split units to bins so that every bin gets its fraction of every class.
+
+    Args:
+        labels: Class code per image.
+        units: Split unit per image.
+        fractions: Target share of each bin (summing to 1).
+        seed: Seed of the order in which equal-sized units are dealt.
+
+    Returns:
+        The bin of each image.
+    """
+    n_units = int(units.max()) + 1
+    n_classes = int(labels.max()) + 1
+    counts = np.zeros((n_units, n_classes), dtype=np.int64)
+    np.add.at(counts, (units, labels), 1)
+    targets = np.outer(fractions, counts.sum(axis=0)).astype(float)
+    current = np.zeros_like(targets)
+    sizes = counts.sum(axis=1)
+    order = np.random.default_rng(seed).permutation(n_units)
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    unit_bin = np.empty(n_units, dtype=np.int64)
+    safe = np.where(targets > 0, targets, np.inf)
+    for unit in order:
+        need = ((targets - current) / safe) @ counts[unit]
+        # Bins whose target is zero for all of this unit's classes never win.
+        need[(targets @ (counts[unit] > 0)) == 0] = -np.inf
+        chosen = int(np.argmax(need))
+        unit_bin[unit] = chosen
+        current[chosen] += counts[unit]
+    return unit_bin[units]
+
+
+def _unit_names(index: pd.DataFrame, units: np.ndarray, group_column: str | None) -> np.ndarray:
+    """A readable, stable name per unit: its first member's group value, or path."""
+    source = index[group_column].astype(str) if group_column else index["path"]
+    first = pd.Series(np.arange(len(index))).groupby(units).transform("min").to_numpy()
+    return source.to_numpy()[first]
+
+
+def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
+    """Split the index into a test set and K train/validation folds.
+
+    Args:
+        index: The validated index (``index.csv``).
+        options: Seed, fractions, folds and group column.
+
+    Returns:
+        The manifests (rows sorted by path) and a summary.
+
+    Raises:
+        SplitError: If the group column is missing or empty, a class cannot
+            reach the test set, or the leak check fails.
+    """
+    index = index.sort_values("path", kind="stable").reset_index(drop=True)
+    if options.group_column:
+        if options.group_column not in index.columns:
+            raise SplitError(
+                f"split.group_column {options.group_column!r} is not a column of the index "
+                f"(columns: {', '.join(index.columns)})",
+                "name a column of the metadata (or manifest) and list it in data.group_columns")
+        missing = index[options.group_column].isna()
+        if missing.any():
+            raise SplitError(
+                f"{int(missing.sum())} image(s) have no value in split.group_column "
+                f"{options.group_column!r}, e.g. {index.loc[missing, 'path'].iloc[0]}",
+                "fill in the group of every image; the split cannot keep unknown groups apart")
+    near = _near_pairs(index, options.near_duplicate_max_distance)
+    units = split_units(index, options, near)
+    class_names = sorted(index["label"].unique())
+    labels = index["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy()
+    rest = 1.0 - options.test_fraction
+    if options.n_folds == 1:
+        fractions = [options.test_fraction, rest * options.val_fraction, rest * (1 - options.val_fraction)]
+    else:
+        fractions = [options.test_fraction] + [rest / options.n_folds] * options.n_folds
+    bins = assign_units(labels, units, fractions, options.seed)
+
+    manifest = index[["path", "sha256", "label"]].copy()
+    manifest["group"] = _unit_names(index, units, options.group_column)
+    test = manifest[bins == 0].reset_index(drop=True)
+    folds: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    if options.n_folds == 1:
+        folds.append((manifest[bins == 2].reset_index(drop=True),
+                      manifest[bins == 1].reset_index(drop=True)))
+    else:
+        for k in range(options.n_folds):
+            folds.append((manifest[(bins != 0) & (bins != k + 1)].reset_index(drop=True),
+                          manifest[bins == k + 1].reset_index(drop=True)))
+
+    missing_in_test = sorted(set(class_names) - set(test["label"]))
+    if missing_in_test:
+        raise SplitError(
+            f"class(es) {', '.join(map(repr, missing_in_test))} have no image in the test set "
+            f"(split.test_fraction = {options.test_fraction})",
+            "add images to these classes (or groups), or raise split.test_fraction")
+    warnings: list[str] = []
+    for k, (train, val) in enumerate(folds):
+        absent = sorted(set(class_names) - set(train["label"]))
+        if absent:
+            raise SplitError(
+                f"fold {k}: class(es) {', '.join(map(repr, absent))} have no training image "
+                "(their groups all fell in the test or validation set)",
+                "add images or groups to these classes, or lower split.test_fraction / split.n_folds")
+        absent = sorted(set(class_names) - set(val["label"]))
+        if absent:
+            warnings.append(f"fold {k}: class(es) {', '.join(absent)} have no validation image")
+
+    leaks = find_leaks(test, folds, index, options.group_column, near)
+    if leaks:
+        raise SplitError("the leak check failed:\n  " + "\n  ".join(leaks[:20]),
+                         "report this as a bug: the split must never leak")
+    summary = {
+        "options": {"seed": options.seed, "test_fraction": options.test_fraction,
+                    "n_folds": options.n_folds, "val_fraction": options.val_fraction,
+                    "group_column": options.group_column,
+                    "near_duplicate_max_distance": options.near_duplicate_max_distance},
+        "n_images": int(len(index)),
+        "n_split_units": int(units.max() + 1) if len(units) else 0,
+        "n_near_duplicate_pairs": int(len(near)),
+        "classes": class_names,
+        "test": _counts(test, class_names),
+        "folds": [{"train": _counts(tr, class_names), "val": _counts(va, class_names)}
+                  for tr, va in folds],
+        "leak_check": "passed",
+        "warnings": warnings,
+    }
+    return Split(test, folds, summary, warnings)
+
+
+def _counts(table: pd.DataFrame, class_names: list[str]) -> dict[str, int]:
+    counts = table["label"].value_counts()
+    return {"total": int(len(table)), **{c: int(counts.get(c, 0)) for c in class_names}}
+
+
+def find_leaks(
+    test: pd.DataFrame,
+    folds: list[tuple[pd.DataFrame, pd.DataFrame]],
+    index: pd.DataFrame,
+    group_column: str | None,
+    near_pairs: np.ndarray,
+) -> list[str]:
+    """Check that no image, group or near-duplicate is shared between sets.
+
+    Checked, for every fold: test vs train, test vs val, train vs val. Shared
+    means the same sha256, the same split unit (``group``), the same value of
+    the configured group column, or a near-duplicate pair across the sets.
+
+    Returns:
+        One line per leak found (empty when the split is clean).
+    """
+    index = index.sort_values("path", kind="stable").reset_index(drop=True)
+    position = pd.Series(np.arange(len(index)), index=index["path"])
+    leaks: list[str] = []
+    for k, (train, val) in enumerate(folds):
+        sets = {"test": test, "train": train, "val": val}
+        for a, b in (("test", "train"), ("test", "val"), ("train", "val")):
+            left, right = sets[a], sets[b]
+            for column in ("path", "sha256", "group"):
+                shared = set(left[column]) & set(right[column])
+                if shared:
+                    leaks.append(f"fold {k}: {len(shared)} {column}(s) in both {a} and {b}, "
+                                 f"e.g. {sorted(shared)[0]}")
+            if group_column:
+                groups_left = set(index.loc[position[left["path"]].to_numpy(), group_column])
+                groups_right = set(index.loc[position[right["path"]].to_numpy(), group_column])
+                shared = groups_left & groups_right
+                if shared:
+                    leaks.append(f"fold {k}: {len(shared)} {group_column} value(s) in both {a} "
+                                 f"and {b}, e.g. {sorted(map(str, shared))[0]}")
+            if len(near_pairs):
+                member = np.zeros(len(index), dtype=np.int8)
+                member[position[left["path"]].to_numpy()] = 1
+                member[position[right["path"]].to_numpy()] = 2
+                i, j = near_pairs[:, 0], near_pairs[:, 1]
+                crossing = (member[i] * member[j]) == 2
+                if crossing.any():
+                    p, q = near_pairs[crossing][0, :2]
+                    leaks.append(f"fold {k}: {int(crossing.sum())} near-duplicate pair(s) across "
+                                 f"{a} and {b}, e.g. {index['path'][p]} ~ {index['path'][q]}")
+    return leaks
+
+
+def index_near_pairs(index: pd.DataFrame, options: SplitOptions) -> np.ndarray:
+    """The near-duplicate pairs the leak check uses, for re-checking saved manifests."""
+    return _near_pairs(index.sort_values("path", kind="stable").reset_index(drop=True),
+                       options.near_duplicate_max_distance)

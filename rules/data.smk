@@ -1,0 +1,34 @@
+# Data stage: the embedded default data set, and validation of any source.
+
+
+rule export_digits:
+    output:
+        image_folder=directory(DIGITS_FOLDER),
+    params:
+        size=config["data"]["digits"]["size"],
+    log:
+        "logs/data/export_digits.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/export_digits.py"
+
+
+rule validate_data:
+    input:
+        unpack(get_validation_input),
+    output:
+        index="results/data/index.csv",
+        validation_json="results/data/validation.json",
+        validation_md="results/data/validation.md",
+    log:
+        log="logs/data/validate_data.log",
+        # Kept even when validation fails, unlike outputs.
+        report="logs/data/validation_report.md",
+    benchmark:
+        "logs/benchmarks/validate_data.tsv"
+    threads: 8
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/validate_data.py"

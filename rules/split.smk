@@ -1,0 +1,25 @@
+# Split stage: fold manifests written once from the index; every later stage
+# reads them, never the image folder.
+
+
+rule split_data:
+    input:
+        index="results/data/index.csv",
+    output:
+        test="results/splits/test.csv",
+        train=get_fold_manifests("train"),
+        val=get_fold_manifests("val"),
+        summary="results/splits/split.json",
+    params:
+        # Declared so that a change of these reruns the split.
+        split=config["split"],
+        seed=config["seed"],
+        near_duplicate_max_distance=config["validation"]["near_duplicate_max_distance"],
+    log:
+        "logs/splits/split_data.log",
+    benchmark:
+        "logs/benchmarks/split_data.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/split_data.py"

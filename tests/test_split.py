@@ -1,0 +1,126 @@
+"""The split: stratified, group-aware, seeded, reproducible, leak-checked."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imgclf.errors import SplitError
+from imgclf.io import csv_text
+from imgclf.split import SplitOptions, assign_units, find_leaks, index_near_pairs, make_split
+
+
+def make_index(counts, groups_per_class=None, seed=0):
+    """A synthetic index: distinct hashes, optional patient groups."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, n in counts.items():
+        for i in range(n):
+            rows.append({"path": f"{label}/{i:04d}.png", "sha256": f"{label}{i:060d}",
+                         "label": label, "phash": f"{int(rng.integers(0, 2**63)):016x}",
+                         "patient": f"{label}-P{i // groups_per_class}" if groups_per_class else None})
+    return pd.DataFrame(rows)
+
+
+def test_split_is_stratified_and_covers_every_image_once():
+    index = make_index({"a": 100, "b": 50, "c": 30})
+    split = make_split(index, SplitOptions(seed=1, test_fraction=0.2, n_folds=5))
+    assert split.summary["test"] == {"total": 36, "a": 20, "b": 10, "c": 6}
+    vals = [val for _, val in split.folds]
+    assert sorted(pd.concat([split.test, *vals])["path"]) == sorted(index["path"])
+    for k, (train, val) in enumerate(split.folds):
+        assert len(train) + len(val) + len(split.test) == len(index)
+        assert set(train["path"]).isdisjoint(val["path"])
+        counts = val["label"].value_counts()
+        assert abs(counts["a"] - 16) <= 1 and abs(counts["c"] - 4.8) <= 1
+
+
+def test_same_seed_same_bytes_and_other_seed_other_manifests():
+    index = make_index({"a": 60, "b": 60})
+    first = make_split(index, SplitOptions(seed=3))
+    second = make_split(index.sample(frac=1, random_state=9), SplitOptions(seed=3))  # row order ignored
+    assert csv_text(first.test) == csv_text(second.test)
+    for (t1, v1), (t2, v2) in zip(first.folds, second.folds):
+        assert csv_text(t1) == csv_text(t2) and csv_text(v1) == csv_text(v2)
+    other = make_split(index, SplitOptions(seed=4))
+    assert csv_text(other.test) != csv_text(first.test)
+    assert csv_text(make_split(index, SplitOptions(seed=3, test_fraction=0.3)).test) != csv_text(first.test)
+
+
+def test_groups_never_straddle_sets():
+    index = make_index({"a": 90, "b": 60}, groups_per_class=3)
+    split = make_split(index, SplitOptions(seed=0, n_folds=3, group_column="patient"))
+    patient = index.set_index("path")["patient"]
+    test_patients = set(patient[split.test["path"]])
+    for train, val in split.folds:
+        train_p, val_p = set(patient[train["path"]]), set(patient[val["path"]])
+        assert not (train_p & val_p) and not (test_patients & train_p) and not (test_patients & val_p)
+    assert split.test["group"].isin(index["patient"]).all()
+    assert 0.15 <= len(split.test) / len(index) <= 0.25
+
+
+def test_exact_and_near_duplicates_stay_together():
+    index = make_index({"a": 40, "b": 40})
+    index.loc[1, "sha256"] = index.loc[0, "sha256"]  # byte-identical copy
+    h = int(index.loc[2, "phash"], 16)
+    index.loc[3, "phash"] = f"{h ^ 0b11:016x}"  # two bits away: a near-duplicate
+    for seed in range(5):
+        split = make_split(index, SplitOptions(seed=seed, near_duplicate_max_distance=2))
+        for train, val in split.folds:
+            where = {p: name for name, t in (("test", split.test), ("train", train), ("val", val))
+                     for p in t["path"]}
+            assert where["a/0000.png"] == where["a/0001.png"]
+            assert where["a/0002.png"] == where["a/0003.png"]
+
+
+def test_single_fold_uses_val_fraction():
+    index = make_index({"a": 100, "b": 100})
+    split = make_split(index, SplitOptions(n_folds=1, test_fraction=0.2, val_fraction=0.25))
+    (train, val), = split.folds
+    assert (len(split.test), len(val), len(train)) == (40, 40, 120)
+
+
+def test_leak_check_catches_each_kind_of_leak():
+    index = make_index({"a": 20, "b": 20}, groups_per_class=2)
+    split = make_split(index, SplitOptions(seed=0, n_folds=2, group_column="patient"))
+    near = index_near_pairs(index, SplitOptions(near_duplicate_max_distance=2))
+    assert find_leaks(split.test, split.folds, index, "patient", near) == []
+    train, val = split.folds[0]
+    leaked = pd.concat([val, split.test.iloc[:1]])  # a test image also in validation
+    leaks = find_leaks(split.test, [(train, leaked)], index, "patient", near)
+    assert any("path(s) in both test and val" in leak for leak in leaks)
+    # A patient split across train and val.
+    moved = train[train["group"] == train["group"].iloc[0]].iloc[:1]
+    leaks = find_leaks(split.test, [(train.drop(moved.index), pd.concat([val, moved]))], index,
+                       "patient", near)
+    assert any("patient value(s) in both train and val" in leak for leak in leaks)
+    # A near-duplicate pair across test and train.
+    edited = index.copy()
+    edited.loc[edited["path"] == train["path"].iloc[0], "phash"] = index.set_index("path").loc[
+        split.test["path"].iloc[0], "phash"]
+    pairs = index_near_pairs(edited, SplitOptions(near_duplicate_max_distance=0))
+    leaks = find_leaks(split.test, [(train, val)], edited, None, pairs)
+    assert any("near-duplicate pair(s) across test and train" in leak for leak in leaks)
+
+
+def test_missing_group_values_and_unknown_group_column_are_errors():
+    index = make_index({"a": 20, "b": 20}, groups_per_class=2)
+    index.loc[0, "patient"] = None
+    with pytest.raises(SplitError, match="no value in split.group_column 'patient'"):
+        make_split(index, SplitOptions(group_column="patient"))
+    with pytest.raises(SplitError, match="'site' is not a column"):
+        make_split(index, SplitOptions(group_column="site"))
+
+
+def test_class_that_cannot_reach_every_set_is_an_error():
+    # One group holds every image of class b: it can sit in only one set.
+    index = make_index({"a": 50, "b": 10}, groups_per_class=1)
+    index.loc[index["label"] == "b", "patient"] = "same"
+    with pytest.raises(SplitError, match="class\\(es\\) 'b' have no (training image|image in the test set)"):
+        make_split(index, SplitOptions(seed=0, group_column="patient"))
+
+
+def test_assign_units_respects_fractions_for_singletons():
+    labels = np.repeat([0, 1], [300, 100])
+    bins = assign_units(labels, np.arange(400), [0.1, 0.3, 0.6], seed=0)
+    assert np.bincount(bins[labels == 0]).tolist() == [30, 90, 180]
+    assert np.bincount(bins[labels == 1]).tolist() == [10, 30, 60]

@@ -1,0 +1,117 @@
+"""The real Snakefile through Snakemake, in temporary working directories."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, make_folder, run_snakemake, write_bad_file
+
+pytestmark = pytest.mark.workflow
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+SPLIT_FILES = ["test.csv", "split.json"] + [f"fold_{k}/{s}.csv" for k in range(3) for s in ("train", "val")]
+
+
+def jobs_run(log: str) -> set[str]:
+    """Rule names in Snakemake's "Job stats" table."""
+    table = log.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
+
+
+def snapshot(workdir: Path) -> dict[str, bytes]:
+    return {name: (workdir / "results" / "splits" / name).read_bytes() for name in SPLIT_FILES}
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """The default digits data through validation and split, run twice from scratch."""
+    runs = []
+    for name in ("first", "second"):
+        workdir = tmp_path_factory.mktemp(name)
+        config = write_config(workdir, {"data": {"source": "digits", "digits": {"size": 16},
+                                                 "image_size": [16, 16]}, "split": {"n_folds": 3}})
+        result = run_snakemake(workdir, "--configfile", str(config))
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(workdir)
+    return runs
+
+
+def test_default_data_produces_index_report_and_manifests(digits_run):
+    workdir = digits_run[0]
+    index = (workdir / "results/data/index.csv").read_text().splitlines()
+    assert index[0].startswith("path,sha256,label,width,height,mode,format")
+    assert len(index) == 1 + 1797
+    assert (workdir / "results/data/validation.md").read_text().startswith("# Data validation")
+    for name in SPLIT_FILES:
+        assert (workdir / "results/splits" / name).is_file(), name
+    test_rows = (workdir / "results/splits/test.csv").read_text().splitlines()
+    assert test_rows[0] == "path,sha256,label,group" and 350 <= len(test_rows) - 1 <= 370
+    assert (workdir / "logs/data/validate_data.log").read_text()
+    assert (workdir / "logs/benchmarks/validate_data.tsv").is_file()
+
+
+def test_same_config_reproduces_manifests_byte_for_byte(digits_run):
+    assert snapshot(digits_run[0]) == snapshot(digits_run[1])
+
+
+def test_changed_seed_rewrites_the_manifests_and_rerun_is_a_no_op(digits_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(digits_run[0], workdir, symlinks=True)
+    config = workdir / "config.yaml"
+    result = run_snakemake(workdir, "--configfile", str(config), "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+    before = snapshot(workdir)
+    result = run_snakemake(workdir, "--configfile", str(config), "--config", "seed=7")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert jobs_run(result.stderr) == {"split_data", "all"}
+    after = snapshot(workdir)
+    assert after["test.csv"] != before["test.csv"]
+
+
+def test_lint_is_clean():
+    result = run_snakemake(REPO, "--lint")
+    assert result.returncode == 0
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_config_typo_stops_before_any_job(tmp_path):
+    config = write_config(tmp_path, {"split": {"n_fold": 3}})
+    result = run_snakemake(tmp_path, "--configfile", str(config))
+    assert result.returncode != 0
+    assert "unknown key 'split.n_fold'; did you mean 'split.n_folds'?" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_wrong_type_on_the_command_line_is_rejected(tmp_path):
+    config = write_config(tmp_path, {})
+    result = run_snakemake(tmp_path, "--configfile", str(config), "--config", "seed=abc")
+    assert result.returncode != 0 and "key 'seed'" in result.stderr
+
+
+def test_bad_data_fails_the_workflow_naming_the_files_and_writes_no_outputs(tmp_path):
+    root = make_folder(tmp_path / "images", {"cat": 12, "dog": 12})
+    write_bad_file(root / "dog" / "broken.jpg", "truncated.jpg")
+    config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)}})
+    result = run_snakemake(tmp_path, "--configfile", str(config))
+    assert result.returncode != 0
+    assert "dog/broken.jpg" in result.stderr and "truncated" in result.stderr
+    assert not (tmp_path / "results" / "data" / "index.csv").exists()
+    assert not (tmp_path / "results" / "splits").exists()
+    log = (tmp_path / "logs/data/validate_data.log").read_text()
+    assert "dog/broken.jpg" in log
+    assert "dog/broken.jpg" in (tmp_path / "logs/data/validation_report.md").read_text()
+    # Dropping bad files lets the run go on, and the report says what was dropped.
+    config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
+                                     "validation": {"on_bad_file": "drop"}, "split": {"n_folds": 2}})
+    result = run_snakemake(tmp_path, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dog/broken.jpg" in (tmp_path / "results/data/validation.md").read_text()
+    assert "broken" not in (tmp_path / "results/data/index.csv").read_text()
