@@ -8,7 +8,7 @@ import sys
 # --sdm conda, or on a cluster node, without installing it there.
 sys.path.insert(0, workflow.basedir)
 
-from imgclf.config import load_schema, validate_config
+from imgclf.config import check_data_paths, load_schema, validate_config
 from imgclf.errors import ConfigError
 
 
@@ -21,6 +21,7 @@ try:
         load_schema(f"{workflow.basedir}/config/config.schema.yaml"),
         source="config (config/config.yaml, --configfile and --config)",
     )
+    check_data_paths(config)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 

@@ -121,3 +121,33 @@ def load_config(path: str | Path, schema: dict[str, Any] | None = None) -> dict[
 def default_config() -> dict[str, Any]:
     """Every key at its default (the schema's defaults alone)."""
     return validate_config({})
+
+
+def check_data_paths(config: dict[str, Any]) -> None:
+    """Check that the files and folders the config names exist.
+
+    Run when the workflow is loaded, so that a wrong path stops the run before
+    any job, instead of Snakemake quietly keeping results made from other data.
+
+    Raises:
+        ConfigError: Naming the key and the path.
+    """
+    data = config["data"]
+    checks: list[tuple[str, Any, str]] = []
+    if data["source"] == "folder":
+        checks.append(("data.root", data["root"], "dir"))
+    if data["source"] == "manifest":
+        checks.append(("data.manifest", data["manifest"], "file"))
+        if data["root"]:
+            checks.append(("data.root", data["root"], "dir"))
+    if data["metadata"]:
+        checks.append(("data.metadata", data["metadata"], "file"))
+    for key, value, kind in checks:
+        path = Path(value)
+        ok = path.is_dir() if kind == "dir" else path.is_file()
+        if not ok:
+            what = "folder" if kind == "dir" else "file"
+            raise ConfigError(
+                f"{key} is {str(value)!r}, which is not an existing {what} "
+                f"(relative paths are taken from the working directory {Path.cwd()})",
+                f"set {key} to the {what} that holds your data")

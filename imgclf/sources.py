@@ -327,3 +327,37 @@ def join_metadata(
                 hint=f"fill in {column!r} for these images"
                 + (" (it is split.group_column)" if column == required_column else "")))
     return MetadataJoin(merged, findings)
+
+
+def listing_fingerprint(root: str | Path) -> str:
+    """A cheap fingerprint of a folder's files: their relative paths and sizes.
+
+    Snakemake sees a changed input folder only when the folder's own mtime
+    changes, which adding an image inside a class folder does not do. Declared
+    as a rule param, this fingerprint makes Snakemake rerun validation when a
+    file is added, removed, renamed or changes size. Modification times are
+    left out on purpose: a checkout (git, DVC) that rewrites them without
+    changing the data must not trigger a rerun.
+
+    Args:
+        root: The folder (absent: the fingerprint says so).
+
+    Returns:
+        A hex SHA-256 digest.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    root = Path(root)
+    if not root.is_dir():
+        return "absent"
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            try:
+                size = os.stat(full).st_size
+            except OSError:
+                size = -1
+            digest.update(os.fsencode(os.path.relpath(full, root)) + b"\0" + str(size).encode() + b"\n")
+    return digest.hexdigest()

@@ -14,6 +14,15 @@ def get_data_root():
     return data["root"]
 
 
+def get_data_fingerprint():
+    """Paths and sizes of the user's images, so that adding one reruns validation."""
+    from imgclf.sources import listing_fingerprint
+
+    if config["data"]["source"] == "digits":
+        return "embedded digits"  # a rule's output: Snakemake tracks it itself
+    return listing_fingerprint(get_data_root())
+
+
 def get_validation_input(wildcards):
     """The data root, and the manifest and metadata files when configured."""
     data = config["data"]

@@ -21,6 +21,8 @@ rule validate_data:
         index="results/data/index.csv",
         validation_json="results/data/validation.json",
         validation_md="results/data/validation.md",
+    params:
+        data_fingerprint=get_data_fingerprint(),
     log:
         log="logs/data/validate_data.log",
         # Kept even when validation fails, unlike outputs.

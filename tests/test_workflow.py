@@ -106,6 +106,7 @@ def test_bad_data_fails_the_workflow_naming_the_files_and_writes_no_outputs(tmp_
     assert not (tmp_path / "results" / "data" / "index.csv").exists()
     assert not (tmp_path / "results" / "splits").exists()
     log = (tmp_path / "logs/data/validate_data.log").read_text()
+    assert "Nothing was written to results/data" in log
     assert "dog/broken.jpg" in log
     assert "dog/broken.jpg" in (tmp_path / "logs/data/validation_report.md").read_text()
     # Dropping bad files lets the run go on, and the report says what was dropped.
@@ -115,3 +116,27 @@ def test_bad_data_fails_the_workflow_naming_the_files_and_writes_no_outputs(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dog/broken.jpg" in (tmp_path / "results/data/validation.md").read_text()
     assert "broken" not in (tmp_path / "results/data/index.csv").read_text()
+
+
+def test_an_image_added_to_a_class_folder_reruns_validation(tmp_path):
+    root = make_folder(tmp_path / "images", {"cat": 12, "dog": 12})
+    config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
+                                     "split": {"n_folds": 2}})
+    assert run_snakemake(tmp_path, "--configfile", str(config)).returncode == 0
+    dry = run_snakemake(tmp_path, "--configfile", str(config), "--dry-run")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    make_folder(root, {"dog": 1}, start_seed=500)  # dog_000.png replaced by a new image
+    (root / "dog" / "dog_000.png").rename(root / "dog" / "new_dog.png")
+    result = run_snakemake(tmp_path, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"validate_data", "split_data"} <= jobs_run(result.stderr)
+    assert "dog/new_dog.png" in (tmp_path / "results/data/index.csv").read_text()
+
+
+def test_missing_data_root_stops_before_any_job_even_with_old_results(digits_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(digits_run[0], workdir, symlinks=True)
+    config = write_config(workdir, {"data": {"source": "folder", "root": "no/such/folder"}})
+    result = run_snakemake(workdir, "--configfile", str(config))
+    assert result.returncode != 0
+    assert "data.root is 'no/such/folder', which is not an existing folder" in result.stderr
