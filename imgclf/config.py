@@ -124,7 +124,7 @@ def default_config() -> dict[str, Any]:
 
 
 def check_data_paths(config: dict[str, Any]) -> None:
-    """Check that the files and folders the config names exist.
+    """Expand ``~`` in the data paths and check that they exist.
 
     Run when the workflow is loaded, so that a wrong path stops the run before
     any job, instead of Snakemake quietly keeping results made from other data.
@@ -133,6 +133,9 @@ def check_data_paths(config: dict[str, Any]) -> None:
         ConfigError: Naming the key and the path.
     """
     data = config["data"]
+    for key in ("root", "manifest", "metadata"):
+        if data[key]:
+            data[key] = str(Path(data[key]).expanduser())
     checks: list[tuple[str, Any, str]] = []
     if data["source"] == "folder":
         checks.append(("data.root", data["root"], "dir"))

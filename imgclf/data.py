@@ -8,7 +8,11 @@ from typing import Any
 from imgclf.errors import ImgclfError
 from imgclf.findings import Finding
 from imgclf.sources import join_metadata, list_image_folder, list_manifest
-from imgclf.validation import ProgressCallback, ValidationOptions, ValidationResult, validate_dataset
+from imgclf.imagefile import RECORD_FIELDS
+from imgclf.validation import INDEX_COLUMNS, ProgressCallback, ValidationOptions, ValidationResult, validate_dataset
+
+#: Column names the index computes itself; a user's column cannot take them.
+RESERVED_COLUMNS = frozenset(INDEX_COLUMNS) | frozenset(RECORD_FIELDS) | {"group"}
 
 
 def validate_source(
@@ -41,14 +45,23 @@ def validate_source(
         listing = list_manifest(Path(manifest), data_root, data["path_column"], data["label_column"])
         extra = [c for c in listing.entries.columns if c not in ("path", "label")]
     else:
-        listing = list_image_folder(data_root)
+        listing = list_image_folder(data_root, known_files=tuple(Path(f) for f in (metadata,) if f))
         extra = []
     group_columns = data["group_columns"]
+    if group_columns is not None:
+        clash = sorted(set(group_columns) & RESERVED_COLUMNS)
+        if clash:
+            raise ImgclfError(
+                f"data.group_columns names {', '.join(map(repr, clash))}, which the index computes itself",
+                "rename these columns in your metadata or manifest (e.g. site_format), and in data.group_columns")
+    else:
+        # Keeping every column: a column named like a computed one is left out.
+        extra = [c for c in extra if c not in RESERVED_COLUMNS]
     metadata_findings: list[Finding] = []
     split_group = config["split"]["group_column"]
     if metadata is not None:
         joined = join_metadata(listing.entries, Path(metadata), data["metadata_file_column"],
-                               group_columns, required_column=split_group)
+                               group_columns, required_column=split_group, reserved=RESERVED_COLUMNS)
         listing.entries = joined.entries
         metadata_findings = joined.findings
         columns = [c for c in listing.entries.columns if c not in ("path", "label")]
@@ -66,6 +79,6 @@ def validate_source(
             f"split.group_column {split_group!r} is not among the group columns "
             f"({', '.join(columns) or 'none'})",
             "add it to data.group_columns (and to the metadata or manifest), or set it to null")
-    listing.entries = listing.entries[["path", "label", *columns]]
+    listing.entries = listing.entries[["path", "label", *columns]].copy()
     return validate_dataset(listing, ValidationOptions.from_config(config), metadata_findings,
                             columns, workers=workers, progress=progress)

@@ -23,8 +23,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # ``max_pixels``), so Pillow's global bomb check is switched off here.
 Image.MAX_IMAGE_PIXELS = None
 
-#: Formats that TensorFlow's decoders read (tf.io.decode_image).
-SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+#: Formats that TensorFlow's decoders read (tf.io.decode_image). MPO is the
+#: multi-picture JPEG of many cameras and phones: its first picture is used.
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
 #: File name extensions treated as images when listing a folder.
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
@@ -37,6 +38,11 @@ _EXTENSION_FORMAT = {
 _EXIF_ORIENTATION_TAG = 0x0112
 #: Leading bytes of the formats we decode: such a file is a damaged image, not a non-image.
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+#: The fields of an inspection record, in order.
+RECORD_FIELDS = ("sha256", "bytes", "format", "mode", "width", "height", "bit_depth", "transparency",
+                 "frames", "exif_orientation", "phash", "problem", "problem_detail")
 
 
 @dataclass(frozen=True)
@@ -79,12 +85,8 @@ def inspect_image(path: str, options: InspectOptions) -> dict[str, Any]:
         (a finding code) and ``problem_detail``. A file with a problem still
         gets every field that could be read.
     """
-    record: dict[str, Any] = {
-        "sha256": None, "bytes": None, "format": None, "mode": None,
-        "width": None, "height": None, "bit_depth": None,
-        "transparency": False, "exif_orientation": None, "phash": None,
-        "problem": None, "problem_detail": None,
-    }
+    record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS)
+    record.update(transparency=False, frames=1)
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -118,6 +120,7 @@ def inspect_image(path: str, options: InspectOptions) -> dict[str, Any]:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         record["bit_depth"] = 16 if image.mode.startswith("I;16") else 32
     record["transparency"] = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    record["frames"] = int(getattr(image, "n_frames", 1) or 1)
 
     if fmt not in SUPPORTED_FORMATS:
         record.update(_problem(
@@ -170,3 +173,10 @@ def inspect_image(path: str, options: InspectOptions) -> dict[str, Any]:
 def extension_format(path: str) -> str | None:
     """The format a file's extension promises, or None if it promises none we decode."""
     return _EXTENSION_FORMAT.get(os.path.splitext(path)[1].lower())
+
+
+def same_format(extension_format: str | None, content_format: str) -> bool:
+    """Whether content matches what the extension promises (MPO is a JPEG)."""
+    if extension_format is None:
+        return True
+    return extension_format == ("JPEG" if content_format == "MPO" else content_format)

@@ -50,7 +50,15 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+#: Index columns read as numbers; every other column (labels, groups) stays text,
+#: so that ids such as 007 keep their zeros and a class named NA stays a class.
+NUMERIC_INDEX_COLUMNS = ("width", "height", "bit_depth", "exif_orientation")
+
+
 def read_index(path: str | Path) -> pd.DataFrame:
-    """Read ``index.csv`` (or a manifest) with paths, hashes and groups as text."""
-    return pd.read_csv(path, dtype={"path": str, "sha256": str, "label": str, "phash": str,
-                                    "group": str}, keep_default_na=False, na_values=[""])
+    """Read ``index.csv`` (or a manifest): identifiers as text, sizes as numbers."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    for column in NUMERIC_INDEX_COLUMNS:
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column])
+    return table

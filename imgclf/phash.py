@@ -32,7 +32,13 @@ def phash(image: Image.Image) -> int:
     Returns:
         The hash as an unsigned 64-bit integer.
     """
-    gray = image.convert("L") if image.mode != "L" else image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Pillow's convert("L") clips these to 255: most hashes would collide.
+        # Resize in float and keep the structure (the hash ignores the scale).
+        values = np.asarray(image, dtype=np.float32)
+        gray = Image.fromarray(values, mode="F")
+    else:
+        gray = image.convert("L") if image.mode != "L" else image
     small = gray.resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.BILINEAR)
     pixels = np.asarray(small, dtype=np.float32)
     low = dctn(pixels, norm="ortho")[:_LOW, :_LOW].ravel()

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from imgclf.errors import ImgclfError
@@ -68,11 +69,13 @@ def _within(path: Path, root: Path) -> bool:
     return True
 
 
-def list_image_folder(root: Path) -> SourceListing:
+def list_image_folder(root: Path, known_files: tuple[Path, ...] = ()) -> SourceListing:
     """List ``<root>/<class>/<image>`` (sub-folders inside a class are allowed).
 
     Args:
         root: The folder whose sub-folders are the classes.
+        known_files: Files of the configuration (a metadata CSV kept in the
+            root) that are not reported as stray files.
 
     Returns:
         The listing. Hidden files are skipped; other non-image files, files
@@ -94,10 +97,12 @@ def list_image_folder(root: Path) -> SourceListing:
     loose_files: list[str] = []
     empty_classes: list[str] = []
     class_dirs = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    known = {Path(f).resolve() for f in known_files}
     for entry in class_dirs:
         name = _printable(entry.name)
         if not entry.is_dir():
-            loose_files.append(name)
+            if entry.resolve() not in known:
+                loose_files.append(name)
             continue
         if not _is_utf8(entry.name):
             rejected.append(Rejected(name + "/", "non_utf8_name",
@@ -190,54 +195,59 @@ def list_manifest(manifest: Path, root: Path, path_column: str, label_column: st
             raise ImgclfError(
                 f"{manifest}: no column {column!r} (columns: {', '.join(table.columns)})",
                 f"name the right column with {key} in the config")
+    if table.empty:
+        raise ImgclfError(f"{manifest} lists no image (it has a header and no rows)",
+                          "add one row per image")
     table = table.rename(columns={path_column: "path", label_column: "label"})
-    missing_label = table["label"].isna() | (table["label"].astype(str).str.strip() == "")
-    if missing_label.any():
-        rows = [str(i + 2) for i in table.index[missing_label][:10]]
-        raise ImgclfError(
-            f"{manifest}: {int(missing_label.sum())} row(s) have no label (lines {', '.join(rows)})",
-            "give every row a label, or remove the rows")
-    table["label"] = table["label"].astype(str)
-    table["path"] = table["path"].astype(str)
-    duplicated = table["path"].duplicated(keep=False)
-    if duplicated.any():
-        raise ImgclfError(
-            f"{manifest}: {int(duplicated.sum())} rows list the same path more than once, "
-            f"e.g. {table.loc[duplicated, 'path'].iloc[0]!r}",
-            "keep one row per image")
+    for column, what in (("path", "path"), ("label", "label")):
+        table[column] = table[column].str.strip()
+        empty = table[column].isna() | (table[column] == "")
+        if empty.any():
+            lines = ", ".join(str(i + 2) for i in table.index[empty][:10])
+            raise ImgclfError(f"{manifest}: {int(empty.sum())} row(s) have no {what} (lines {lines})",
+                              f"give every row a {what}, or remove the rows")
 
     root = Path(root)
     real_root = root.resolve()
-    keep: list[bool] = []
     rejected: list[Rejected] = []
+    keep = np.zeros(len(table), dtype=bool)
     normalised: list[str] = []
-    for raw in table["path"]:
+    for i, raw in enumerate(table["path"]):
         candidate = Path(raw)
+        if "\\" in raw and not (root / candidate).exists():
+            candidate = Path(raw.replace("\\", "/"))  # a manifest written on Windows
         full = candidate if candidate.is_absolute() else root / candidate
         if not _within(full.resolve(), real_root):
             rejected.append(Rejected(raw, "path_escapes_root",
                                      f"the path leads outside the data root {root}"))
-            keep.append(False)
             normalised.append(raw)
             continue
         normalised.append(Path(os.path.normpath(full)).relative_to(Path(os.path.normpath(root))).as_posix()
                           if not candidate.is_absolute()
                           else full.resolve().relative_to(real_root).as_posix())
-        if not full.exists():
+        if not full.is_file():
             rejected.append(Rejected(raw, "missing_file", "the manifest lists it but it does not exist"))
-            keep.append(False)
             continue
-        keep.append(True)
+        keep[i] = True
     table["path"] = normalised
-    return SourceListing(root, table[keep].reset_index(drop=True), rejected, [])
+    duplicated = table["path"].duplicated(keep=False)
+    if duplicated.any():
+        same = table.loc[duplicated].groupby("path").size()
+        raise ImgclfError(
+            f"{manifest}: {int(duplicated.sum())} rows name the same image, e.g. "
+            f"{same.index[0]!r} ({same.iloc[0]} rows, after resolving './' and '..')",
+            "keep one row per image")
+    return SourceListing(root, table.loc[keep].reset_index(drop=True), rejected, [])
 
 
 def _read_csv(path: Path, key: str) -> pd.DataFrame:
+    """Read a user's CSV as text; the separator (, ; tab |) is detected."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=None,
+                           engine="python", encoding="utf-8-sig")
     except FileNotFoundError:
         raise ImgclfError(f"{path} does not exist", f"check {key} in the config") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise ImgclfError(f"{path} is not a readable CSV file: {exc}",
                           "save it as comma-separated UTF-8 text with a header row") from None
 
@@ -256,6 +266,7 @@ def join_metadata(
     file_column: str,
     group_columns: list[str] | None,
     required_column: str | None,
+    reserved: frozenset[str] = frozenset(),
 ) -> MetadataJoin:
     """Join a metadata CSV onto the listing by file path.
 
@@ -266,6 +277,7 @@ def join_metadata(
         group_columns: Columns to keep; None keeps every other column.
         required_column: A column every image must have a value for (the
             split's group column): missing rows or values then are errors.
+        reserved: Column names left out when ``group_columns`` is None.
 
     Returns:
         The entries with the group columns added, and the findings.
@@ -280,7 +292,8 @@ def join_metadata(
             f"{metadata}: no column {file_column!r} (columns: {', '.join(table.columns)})",
             "name the column of file paths with data.metadata_file_column")
     if group_columns is None:
-        group_columns = [c for c in table.columns if c != file_column and c not in entries.columns]
+        group_columns = [c for c in table.columns
+                         if c != file_column and c not in entries.columns and c not in reserved]
     missing_columns = [c for c in group_columns if c not in table.columns]
     if missing_columns:
         raise ImgclfError(
@@ -329,6 +342,25 @@ def join_metadata(
     return MetadataJoin(merged, findings)
 
 
+def manifest_fingerprint(manifest: str | Path, root: str | Path, path_column: str) -> str:
+    """Like :func:`listing_fingerprint`, for the files a manifest lists (and the manifest itself)."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(manifest).read_bytes() if Path(manifest).is_file() else b"absent")
+    try:
+        paths = _read_csv(Path(manifest), "data.manifest").get(path_column, pd.Series(dtype=str))
+    except ImgclfError:
+        return digest.hexdigest()
+    for raw in paths.dropna():
+        full = Path(root) / str(raw).strip()
+        try:
+            size = full.stat().st_size
+        except OSError:
+            size = -1
+        digest.update(str(raw).encode() + b"\0" + str(size).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def listing_fingerprint(root: str | Path) -> str:
     """A cheap fingerprint of a folder's files: their relative paths and sizes.
 
@@ -352,8 +384,9 @@ def listing_fingerprint(root: str | Path) -> str:
     if not root.is_dir():
         return "absent"
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
+        # Hidden entries are skipped, as the listing skips them (.snakemake, .dvc...).
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(f for f in filenames if not f.startswith(".")):
             full = os.path.join(dirpath, name)
             try:
                 size = os.stat(full).st_size

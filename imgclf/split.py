@@ -123,10 +123,12 @@ def assign_units(labels: np.ndarray, units: np.ndarray, fractions: list[float], 
     unit_bin = np.empty(n_units, dtype=np.int64)
     safe = np.where(targets > 0, targets, np.inf)
     for unit in order:
-        need = ((targets - current) / safe) @ counts[unit]
+        relative = ((targets - current) / safe) @ counts[unit]
+        absolute = (targets - current) @ counts[unit]
         # Bins whose target is zero for all of this unit's classes never win.
-        need[(targets @ (counts[unit] > 0)) == 0] = -np.inf
-        chosen = int(np.argmax(need))
+        relative[(targets @ (counts[unit] > 0)) == 0] = -np.inf
+        # Most relative need first; on ties, most absolute need (the bigger bin).
+        chosen = int(np.lexsort((-np.arange(len(fractions)), absolute, relative))[-1])
         unit_bin[unit] = chosen
         current[chosen] += counts[unit]
     return unit_bin[units]
@@ -189,24 +191,44 @@ def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
             folds.append((manifest[(bins != 0) & (bins != k + 1)].reset_index(drop=True),
                           manifest[bins == k + 1].reset_index(drop=True)))
 
+    n_units = int(units.max()) + 1 if len(units) else 0
+    units_per_class = pd.Series(units).groupby(index["label"].to_numpy()).nunique()
+    why = (f"the {len(index)} images form {n_units} split units (a unit joins images that must stay "
+           "together: one group of split.group_column, byte-identical copies, near-duplicates)")
+    fix = ("add images (or groups), lower split.test_fraction or split.n_folds, or lower "
+           "validation.near_duplicate_max_distance if near-duplicates join too much; "
+           f"every class needs at least {options.n_folds + 2 if options.n_folds > 1 else 3} units "
+           "(test, validation, training)")
     missing_in_test = sorted(set(class_names) - set(test["label"]))
     if missing_in_test:
         raise SplitError(
             f"class(es) {', '.join(map(repr, missing_in_test))} have no image in the test set "
-            f"(split.test_fraction = {options.test_fraction})",
-            "add images to these classes (or groups), or raise split.test_fraction")
+            f"(split.test_fraction = {options.test_fraction}); {why}; units per class: "
+            + ", ".join(f"{c}: {units_per_class[c]}" for c in missing_in_test), fix)
     warnings: list[str] = []
     for k, (train, val) in enumerate(folds):
         absent = sorted(set(class_names) - set(train["label"]))
         if absent:
             raise SplitError(
                 f"fold {k}: class(es) {', '.join(map(repr, absent))} have no training image "
-                "(their groups all fell in the test or validation set)",
-                "add images or groups to these classes, or lower split.test_fraction / split.n_folds")
+                f"(their units all fell in the test or validation set); {why}; units per class: "
+                + ", ".join(f"{c}: {units_per_class[c]}" for c in absent), fix)
         absent = sorted(set(class_names) - set(val["label"]))
         if absent:
             warnings.append(f"fold {k}: class(es) {', '.join(absent)} have no validation image")
-
+    empty = [k for k, (train, val) in enumerate(folds) if val.empty or train.empty]
+    if empty:
+        raise SplitError(
+            f"split.n_folds = {options.n_folds} leaves {len(empty)} fold(s) (e.g. fold {empty[0]}) with an "
+            f"empty training or validation set; {why}", fix)
+    achieved = len(test) / len(index)
+    if abs(achieved - options.test_fraction) > 0.1:
+        raise SplitError(
+            f"split.test_fraction = {options.test_fraction} but the test set holds {achieved:.0%} of the "
+            f"images; {why}", "choose a fraction the data can reach, or split into smaller groups")
+    if abs(achieved - options.test_fraction) > 0.03:
+        warnings.append(f"the test set holds {achieved:.1%} of the images, not "
+                        f"{options.test_fraction:.0%}: the split units are coarse")
     leaks = find_leaks(test, folds, index, options.group_column, near)
     if leaks:
         raise SplitError("the leak check failed:\n  " + "\n  ".join(leaks[:20]),
@@ -217,7 +239,8 @@ def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
                     "group_column": options.group_column,
                     "near_duplicate_max_distance": options.near_duplicate_max_distance},
         "n_images": int(len(index)),
-        "n_split_units": int(units.max() + 1) if len(units) else 0,
+        "n_split_units": n_units,
+        "test_fraction_achieved": round(achieved, 4),
         "n_near_duplicate_pairs": int(len(near)),
         "classes": class_names,
         "test": _counts(test, class_names),

@@ -21,7 +21,7 @@ import pandas as pd
 
 from imgclf.errors import DataValidationError
 from imgclf.findings import Finding, count_by_severity, format_finding
-from imgclf.imagefile import InspectOptions, extension_format, inspect_image
+from imgclf.imagefile import RECORD_FIELDS, InspectOptions, extension_format, inspect_image, same_format
 from imgclf.phash import near_duplicate_pairs
 from imgclf.sources import SourceListing
 
@@ -164,7 +164,8 @@ def validate_dataset(
     entries = listing.entries.reset_index(drop=True)
     inspect_options = InspectOptions(options.max_image_pixels, options.min_image_side)
     records = inspect_files(listing.root, entries["path"].tolist(), inspect_options, workers, progress)
-    table = pd.concat([entries, pd.DataFrame.from_records(records, index=entries.index)], axis=1)
+    inspected = pd.DataFrame.from_records(records, index=entries.index, columns=list(RECORD_FIELDS))
+    table = pd.concat([entries, inspected], axis=1)
 
     # Label conflicts: the same bytes under two labels.
     sha_labels = table.dropna(subset=["sha256"]).groupby("sha256")["label"].nunique()
@@ -279,6 +280,13 @@ def _format_findings(good: pd.DataFrame, options: ValidationOptions) -> list[Fin
             + ", ".join(f"{m} ({n})" for m, n in sorted(modes.items())),
             count=len(good), details={"modes": modes},
             hint="all are decoded to the model's channels; check this is intended"))
+    animated = good["frames"].fillna(1) > 1
+    if animated.any():
+        files = good.loc[animated, "path"].tolist()
+        findings.append(Finding(
+            "animated", "warning", f"{len(files)} image(s) have several frames (animated GIF, "
+            "multi-picture JPEG); only the first frame is used", files=files,
+            hint="extract the frame you want if the first is not it"))
     height, width = options.image_size
     small = (good["height"] < height) | (good["width"] < width)
     if small.any():
@@ -296,7 +304,7 @@ def _format_findings(good: pd.DataFrame, options: ValidationOptions) -> list[Fin
             "TensorFlow's decoders ignore it, so they are seen as stored, not as displayed",
             files=files, hint="apply the rotation to the pixels (e.g. exiftran -ai) if it matters"))
     mismatch = [p for p, f in zip(good["path"], good["format"])
-                if extension_format(p) not in (None, f)]
+                if not same_format(extension_format(p), f)]
     if mismatch:
         findings.append(Finding(
             "extension_mismatch", "info", f"{len(mismatch)} file(s) have an extension that does "

@@ -16,11 +16,24 @@ def get_data_root():
 
 def get_data_fingerprint():
     """Paths and sizes of the user's images, so that adding one reruns validation."""
-    from imgclf.sources import listing_fingerprint
+    from imgclf.sources import listing_fingerprint, manifest_fingerprint
 
-    if config["data"]["source"] == "digits":
+    data = config["data"]
+    if data["source"] == "digits":
         return "embedded digits"  # a rule's output: Snakemake tracks it itself
+    if data["source"] == "manifest":
+        return manifest_fingerprint(data["manifest"], get_data_root(), data["path_column"])
     return listing_fingerprint(get_data_root())
+
+
+def get_validation_settings():
+    """Every setting validation depends on: a change reruns it."""
+    data = {k: v for k, v in config["data"].items() if k != "digits"}
+    return {
+        "data": data,
+        "validation": config["validation"],
+        "split_group_column": config["split"]["group_column"],
+    }
 
 
 def get_validation_input(wildcards):

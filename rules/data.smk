@@ -23,6 +23,7 @@ rule validate_data:
         validation_md="results/data/validation.md",
     params:
         data_fingerprint=get_data_fingerprint(),
+        settings=get_validation_settings(),
     log:
         log="logs/data/validate_data.log",
         # Kept even when validation fails, unlike outputs.

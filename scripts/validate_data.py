@@ -20,7 +20,7 @@ with step("validate_data", sm.log.log) as log:
                              sm.input.get("metadata"), workers=sm.threads,
                              progress=progress_logger(log, "images inspected"))
     for finding in result.findings:
-        if finding.severity != "info":
+        if finding.severity == "warning":  # errors are reported once, below
             log.warning("%s", format_finding(finding, max_files=5))
     # The report is always kept beside the log, so a failed run still explains itself.
     atomic_write_text(sm.log.report, render_markdown(result))

@@ -124,3 +124,27 @@ def test_assign_units_respects_fractions_for_singletons():
     bins = assign_units(labels, np.arange(400), [0.1, 0.3, 0.6], seed=0)
     assert np.bincount(bins[labels == 0]).tolist() == [30, 90, 180]
     assert np.bincount(bins[labels == 1]).tolist() == [10, 30, 60]
+
+
+def test_too_many_folds_is_an_error_naming_n_folds():
+    index = make_index({"a": 12, "b": 12})
+    with pytest.raises(SplitError, match=r"split.n_folds = 20 leaves \d+ fold\(s\)") as error:
+        make_split(index, SplitOptions(n_folds=20))
+    assert "split units" in str(error.value)
+
+
+def test_unreachable_test_fraction_is_an_error():
+    index = make_index({"a": 12, "b": 12})
+    with pytest.raises(SplitError, match="split.test_fraction = 0.99"):
+        make_split(index, SplitOptions(test_fraction=0.99, n_folds=2))
+
+
+def test_group_ids_keep_their_leading_zeros(tmp_path):
+    from imgclf.io import read_index, write_csv
+    index = make_index({"a": 20, "b": 20}, groups_per_class=2)
+    index["patient"] = [f"{i // 2:03d}" for i in range(len(index))]  # 000, 000, 001...
+    write_csv(tmp_path / "index.csv", index)
+    reread = read_index(tmp_path / "index.csv")
+    assert reread["patient"].iloc[0] == "000"
+    split = make_split(reread, SplitOptions(group_column="patient", n_folds=2))
+    assert split.test["group"].str.len().eq(3).all()

@@ -246,3 +246,68 @@ def test_parallel_inspection_gives_the_same_index(tmp_path):
     serial = validate_source(config(), root, workers=1)
     parallel = validate_source(config(), root, workers=2)
     pd.testing.assert_frame_equal(serial.index, parallel.index)
+
+
+def test_16_bit_images_get_distinct_hashes(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        for i in range(6):
+            blocks = rng.integers(0, 65535, size=(4, 4)).astype(np.uint16)
+            image = Image.fromarray(blocks).resize((32, 32), Image.Resampling.NEAREST)
+            save(image, tmp_path / "deep" / label / f"{i}.png")
+    result = validate_source(config(), tmp_path / "deep")
+    assert result.index["mode"].str.startswith("I").all()
+    assert result.index["phash"].nunique() == 12
+    assert "near_duplicates" not in codes(result)
+
+
+def test_manifest_edge_cases(folder, tmp_path):
+    manifest = tmp_path / "m.csv"
+    cfg = config(data={"source": "manifest", "manifest": str(manifest)})
+    manifest.write_text("path,label\n")
+    with pytest.raises(ImgclfError, match="lists no image"):
+        validate_source(cfg, folder, manifest=manifest)
+    manifest.write_text("path,label\ncat/cat_000.png,cat\n,dog\n")
+    with pytest.raises(ImgclfError, match="1 row\\(s\\) have no path \\(lines 3\\)"):
+        validate_source(cfg, folder, manifest=manifest)
+    manifest.write_text("path,label\ncat/cat_000.png,cat\n./cat/cat_000.png,cat\n")
+    with pytest.raises(ImgclfError, match="name the same image"):
+        validate_source(cfg, folder, manifest=manifest)
+    # Windows separators, a semicolon-separated file and padded labels are understood.
+    rows = [f"{p.parent.name}\\{p.name}; {p.parent.name} " for p in sorted(folder.rglob("*.png"))]
+    manifest.write_text("path;label\n" + "\n".join(rows) + "\n")
+    result = validate_source(cfg, folder, manifest=manifest)
+    assert len(result.index) == 36 and set(result.index["label"]) == {"cat", "dog", "fox"}
+    # Every row missing: reported as missing files, not a crash.
+    manifest.write_text("path,label\nnope/1.png,cat\nnope/2.png,dog\n")
+    result = validate_source(cfg, folder, manifest=manifest)
+    assert finding(result, "missing_file").count == 2 and "no_images" in codes(result, "error")
+
+
+def test_user_columns_named_like_index_columns(folder, tmp_path):
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    meta = tmp_path / "meta.csv"
+    pd.DataFrame({"file": paths, "format": "x", "site": "A"}).to_csv(meta, index=False)
+    result = validate_source(config(), folder, metadata=meta)  # all columns: 'format' left out
+    assert "site" in result.index.columns and set(result.index["format"]) == {"PNG"}
+    with pytest.raises(ImgclfError, match="'format', which the index computes itself"):
+        validate_source(config(data={"group_columns": ["format"]}), folder, metadata=meta)
+
+
+def test_metadata_file_inside_the_root_is_not_a_stray_file(folder):
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    meta = folder / "metadata.csv"
+    pd.DataFrame({"file": paths, "site": "A"}).to_csv(meta, index=False)
+    result = validate_source(config(), folder, metadata=meta)
+    assert "file_outside_class" not in codes(result)
+
+
+def test_animated_gif_and_mpo_are_accepted_with_a_note(folder):
+    frames = [pattern(90 + i, 40) for i in range(3)]
+    frames[0].save(folder / "cat" / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(folder / "dog" / "camera.jpg", format="MPO", save_all=True, append_images=frames[1:2])
+    result = validate_source(config(), folder)
+    assert finding(result, "animated").files == ["cat/anim.gif", "dog/camera.jpg"]
+    assert set(result.index.loc[result.index["path"] == "dog/camera.jpg", "format"]) == {"MPO"}
+    assert "extension_mismatch" not in codes(result) and not result.errors

@@ -140,3 +140,15 @@ def test_missing_data_root_stops_before_any_job_even_with_old_results(digits_run
     result = run_snakemake(workdir, "--configfile", str(config))
     assert result.returncode != 0
     assert "data.root is 'no/such/folder', which is not an existing folder" in result.stderr
+
+
+def test_a_changed_validation_setting_reruns_validation(tmp_path):
+    root = make_folder(tmp_path / "images", {"cat": 12, "dog": 12})
+    config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
+                                     "split": {"n_folds": 2}})
+    assert run_snakemake(tmp_path, "--configfile", str(config)).returncode == 0
+    config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
+                                     "split": {"n_folds": 2}, "validation": {"min_images_per_class": 50}})
+    result = run_snakemake(tmp_path, "--configfile", str(config))
+    assert result.returncode != 0
+    assert "class_too_small" in result.stderr

@@ -1,0 +1,144 @@
+"""The tf.data input pipeline, fed by the fold manifests (never the folder).
+
+Before anything trains, every file of a manifest is checked against the
+sha256 the manifest recorded: an image changed or removed since the split is
+an error, not a silent difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import keras
+
+from imgclf.errors import ImgclfError
+from imgclf.io import read_index
+
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+@dataclass
+class Manifest:
+    """A fold manifest with absolute paths and integer labels."""
+
+    paths: list[str]
+    labels: np.ndarray
+    table: pd.DataFrame
+
+
+def read_manifest(path: str | Path, data_root: str | Path, class_names: list[str],
+                  verify: bool = True) -> Manifest:
+    """Read a manifest and check that its images are the ones it recorded.
+
+    Args:
+        path: The manifest CSV (path, sha256, label, group).
+        data_root: Folder the manifest's paths are relative to.
+        class_names: Every class, in label-index order.
+        verify: Check each file's sha256.
+
+    Raises:
+        ImgclfError: Naming the missing or changed files.
+    """
+    table = read_index(path)
+    root = Path(data_root)
+    unknown = sorted(set(table["label"]) - set(class_names))
+    if unknown:
+        raise ImgclfError(f"{path}: labels {unknown} are not among the classes {class_names}",
+                          "rerun the split: the manifests and the index disagree")
+    missing, changed = [], []
+    if verify:
+        for rel, expected in zip(table["path"], table["sha256"]):
+            full = root / rel
+            try:
+                digest = hashlib.sha256(full.read_bytes()).hexdigest()
+            except OSError:
+                missing.append(rel)
+                continue
+            if digest != expected:
+                changed.append(rel)
+    if missing or changed:
+        lines = [f"  missing: {p}" for p in missing[:10]] + [f"  changed: {p}" for p in changed[:10]]
+        raise ImgclfError(
+            f"{path}: {len(missing)} image(s) are missing and {len(changed)} changed since the split "
+            f"(sha256 differs from the manifest):\n" + "\n".join(lines),
+            "restore the original images (e.g. dvc checkout), or rerun validation and the split "
+            "(snakemake --forcerun validate_data) to accept the new data")
+    labels = table["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy(np.int32)
+    return Manifest([str(root / p) for p in table["path"]], labels, table)
+
+
+def infer_channels(index: pd.DataFrame, setting: Any) -> int:
+    """1 when every image is grayscale, else 3 (or the configured value)."""
+    if setting in (1, 3):
+        return int(setting)
+    return 1 if set(index["mode"]).issubset(GRAY_MODES) else 3
+
+
+def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights: None, or inversely proportional to frequency."""
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def augmentation_layers(augment: dict[str, Any], seed: int) -> keras.Sequential | None:
+    """Seeded Keras augmentation layers, or None when every option is off."""
+    chosen: list[keras.layers.Layer] = []
+    if augment["flip"] != "none":
+        chosen.append(keras.layers.RandomFlip(augment["flip"], seed=seed))
+    if augment["rotation"] > 0:
+        chosen.append(keras.layers.RandomRotation(augment["rotation"], seed=seed + 1))
+    if augment["zoom"] > 0:
+        chosen.append(keras.layers.RandomZoom(augment["zoom"], seed=seed + 2))
+    if augment["contrast"] > 0:
+        chosen.append(keras.layers.RandomContrast(augment["contrast"], value_range=(0, 255), seed=seed + 3))
+    return keras.Sequential(chosen, name="augmentation") if chosen else None
+
+
+def _decoder(image_size: tuple[int, int], channels: int):
+    def decode(path: tf.Tensor, label: tf.Tensor):
+        data = tf.io.read_file(path)
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+        image.set_shape([None, None, channels])
+        image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+    return decode
+
+
+def make_dataset(
+    manifest: Manifest,
+    image_size: tuple[int, int],
+    channels: int,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    augment: keras.Sequential | None = None,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Decode, resize, cache, shuffle (seeded), batch, augment (seeded), prefetch.
+
+    Images are cached as uint8 after resizing (a quarter of float32's memory)
+    and cast to float32 in [0, 255] per batch: the models scale them.
+    """
+    data = tf.data.Dataset.from_tensor_slices((manifest.paths, manifest.labels))
+    data = data.map(_decoder(tuple(image_size), channels), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+    if cache:
+        data = data.cache()
+    if training:
+        data = data.shuffle(len(manifest.paths), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size)
+    data = data.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+    if training and augment is not None:
+        data = data.map(lambda x, y: (augment(x, training=True), y),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return data.prefetch(tf.data.AUTOTUNE)

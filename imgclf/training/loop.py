@@ -1,0 +1,343 @@
+"""The training loop: optimizers, callbacks, two-phase transfer learning,
+epoch-level resume, divergence detection, weight tracking.
+
+Resume: at the end of every epoch the whole model (weights and optimizer
+state) and the state of every callback (early stopping, learning-rate
+reduction, best checkpoint, history, weight samples) are saved to a resume
+folder, atomically. A rerun with the same settings continues from the last
+finished epoch, in whichever phase it was; a rerun with other settings
+starts afresh. The folder is removed when the run completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from imgclf.errors import ImgclfError
+from imgclf.io import write_csv, write_json
+from imgclf.training.models import freeze_backbone, get_backbone, unfreeze_top, weight_layers
+
+OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
+WEIGHT_SAMPLES = 4000
+
+
+def make_optimizer(train: dict[str, Any], learning_rate: float) -> keras.optimizers.Optimizer:
+    """The configured optimizer at ``learning_rate``."""
+    name = train["optimizer"]
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=train["momentum"])
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=train["weight_decay"])
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    raise ImgclfError(f"unknown train.optimizer {name!r}", f"choose one of {', '.join(OPTIMIZERS)}")
+
+
+def compile_model(model: keras.Model, train: dict[str, Any], learning_rate: float) -> None:
+    model.compile(optimizer=make_optimizer(train, learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+@dataclass
+class RunFiles:
+    """Where a run writes (declared by the rule, never built here)."""
+
+    history: Path
+    best_weights: Path
+    weight_samples: Path
+    resume_dir: Path
+    tensorboard_dir: Path | None = None
+
+
+@dataclass
+class RunResult:
+    """What a training run produced."""
+
+    history: pd.DataFrame
+    status: str  # "completed", "early_stopped" or "diverged"
+    best_epoch: int | None
+    best_value: float | None
+    monitor: str
+    message: str = ""
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _FiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss, remembering where."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged_at: tuple[int, int] | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = (self.epoch, batch)
+            self.model.stop_training = True
+
+
+class _Recorder(keras.callbacks.Callback):
+    """History rows, best checkpoint and weight samples; saves resume state."""
+
+    def __init__(self, files: RunFiles, monitor: str, mode: str, phase: int, layers: list,
+                 state: dict[str, Any], fingerprint: str, stateful: list, seed: int) -> None:
+        super().__init__()
+        self.files, self.monitor, self.mode, self.phase = files, monitor, mode, phase
+        self.layers = layers
+        self.state = state
+        self.fingerprint = fingerprint
+        self.stateful = stateful  # (name, callback, attributes) restored on resume
+        self.rng = np.random.default_rng(seed)
+        self.learning_rate = 0.0
+        self.indices: dict[str, np.ndarray] = {}
+
+    # -- weight samples -------------------------------------------------
+    def _sample(self, epoch: int) -> None:
+        for layer in self.layers:
+            for weight in layer.weights:
+                kind = "kernel" if "kernel" in weight.path else "bias" if "bias" in weight.path else None
+                if kind is None:
+                    continue
+                values = np.asarray(weight.numpy(), dtype=np.float32).ravel()
+                key = f"{layer.name}/{kind}"
+                if key not in self.indices:
+                    size = min(WEIGHT_SAMPLES, values.size)
+                    self.indices[key] = np.sort(self.rng.choice(values.size, size, replace=False))
+                self.state["weights"][f"{key}/{epoch}"] = values[self.indices[key]]
+                norm0 = self.state["weight_norm0"].setdefault(key, float(np.linalg.norm(values)))
+                first = self.state["weights"].get(f"{key}/first_full")
+                if first is None:
+                    self.state["weights"][f"{key}/first_full"] = values.copy()
+                    first = values
+                change = float(np.linalg.norm(values - first) / max(norm0, 1e-12))
+                self.state["changes"].append({"epoch": epoch, "layer": layer.name, "weight": kind,
+                                              "relative_change": change,
+                                              "mean_abs": float(np.mean(np.abs(values)))})
+
+    def on_train_begin(self, logs=None):
+        for name, callback, attributes in self.stateful:
+            for attribute in attributes:
+                if name in self.state["callbacks"] and attribute in self.state["callbacks"][name]:
+                    setattr(callback, attribute, self.state["callbacks"][name][attribute])
+        if not self.state["rows"] and not self.state["changes"]:
+            self._sample(0)  # the initial weights, before any update
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1, "phase": self.phase, "learning_rate": self.learning_rate}
+        row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        self.state["rows"].append(row)
+        value = logs.get(self.monitor)
+        if value is not None and math.isfinite(value):
+            best = self.state["best_value"]
+            better = best is None or (value < best if self.mode == "min" else value > best)
+            if better:
+                self.state["best_value"], self.state["best_epoch"] = float(value), epoch + 1
+                self.model.save_weights(str(self.files.best_weights))
+        self._sample(epoch + 1)
+        self.state["epoch"], self.state["phase"] = epoch + 1, self.phase
+        self.state["callbacks"] = {
+            name: {a: _jsonable(getattr(cb, a)) for a in attributes}
+            for name, cb, attributes in self.stateful}
+        self.state["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        save_resume_state(self.files, self.model, self.state, self.fingerprint)
+        write_csv(self.files.history, pd.DataFrame(self.state["rows"]))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {"epoch": 0, "phase": 1, "rows": [], "best_value": None, "best_epoch": None,
+            "callbacks": {}, "weights": {}, "weight_norm0": {}, "changes": [], "phase1_end": None,
+            "learning_rate": None}
+
+
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """Hash of everything that defines a run: a resume state must match it."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_resume_state(files: RunFiles, model: keras.Model, state: dict[str, Any], fingerprint: str) -> None:
+    """Save model and state to ``files.resume_dir`` (a new folder swapped in)."""
+    parent = files.resume_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".{files.resume_dir.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    model.save(staging / "model.keras")
+    arrays = {k.replace("/", "|"): v for k, v in state["weights"].items()}
+    np.savez(staging / "weights.npz", **arrays)
+    meta = {k: v for k, v in state.items() if k != "weights"}
+    write_json(staging / "state.json", {"fingerprint": fingerprint, **meta})
+    old = parent / f".{files.resume_dir.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if files.resume_dir.exists():
+        files.resume_dir.rename(old)
+    staging.rename(files.resume_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_resume_state(files: RunFiles, fingerprint: str) -> tuple[keras.Model, dict[str, Any]] | None:
+    """The saved model and state, if they exist and match ``fingerprint``."""
+    path = files.resume_dir / "state.json"
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    if state.pop("fingerprint", None) != fingerprint:
+        shutil.rmtree(files.resume_dir, ignore_errors=True)
+        return None
+    model = keras.models.load_model(files.resume_dir / "model.keras")
+    with np.load(files.resume_dir / "weights.npz") as arrays:
+        state["weights"] = {k.replace("|", "/"): arrays[k] for k in arrays.files}
+    return model, state
+
+
+def train(
+    build: Any,
+    train_data: Any,
+    val_data: Any,
+    train_config: dict[str, Any],
+    files: RunFiles,
+    settings: dict[str, Any],
+    class_weight: dict[int, float] | None = None,
+    seed: int = 0,
+    log: Any = None,
+) -> tuple[keras.Model, RunResult]:
+    """Train a model in one or two phases, resuming from a saved state if any.
+
+    Args:
+        build: A function returning a fresh, uncompiled model.
+        train_data: Batched training dataset.
+        val_data: Batched validation dataset.
+        train_config: The ``train`` config section.
+        files: Where to write.
+        settings: Everything defining the run (for the resume fingerprint).
+        class_weight: Per-class loss weights, or None.
+        seed: Seed for weight sampling.
+        log: A logger for progress, or None.
+
+    Returns:
+        The model with its best weights, and the run's result.
+    """
+    started = time.monotonic()
+    fingerprint = settings_fingerprint(settings)
+    restored = load_resume_state(files, fingerprint)
+    if restored is not None:
+        model, state = restored
+        if log:
+            log.info("resuming from epoch %d (phase %d)", state["epoch"], state["phase"])
+    else:
+        shutil.rmtree(files.resume_dir, ignore_errors=True)
+        model, state = build(), _fresh_state()
+    monitor = train_config["early_stopping"]["monitor"]
+    mode = "max" if "accuracy" in monitor else "min"
+    fine = train_config["fine_tune"]
+    pretrained = get_backbone(model) is not None and settings.get("pretrained", False)
+    phases = [(1, train_config["learning_rate"], train_config["epochs"])]
+    if pretrained and fine["enabled"]:
+        phases.append((2, fine["learning_rate"], fine["epochs"]))
+    diverged = None
+    stopped_early = False
+    phase_log: list[dict[str, Any]] = []
+    for phase, learning_rate, epochs in phases:
+        if state["phase"] > phase:
+            continue  # finished before the interruption
+        resuming = restored is not None and state["phase"] == phase and state["epoch"] > 0
+        start_epoch = state["epoch"] if resuming else (state["phase1_end"] or 0)
+        if not resuming:
+            if phase == 1 and pretrained:
+                freeze_backbone(model)
+            if phase == 2:
+                model.load_weights(str(files.best_weights))
+                count = unfreeze_top(model, fine["unfreeze_layers"])
+                if log:
+                    log.info("phase 2: fine-tuning the top %d backbone layers at learning rate %g",
+                             count, learning_rate)
+            compile_model(model, train_config, learning_rate)
+            state["phase"] = phase
+        end_epoch = (state["phase1_end"] or 0) + epochs if phase == 2 else epochs
+        if start_epoch >= end_epoch:
+            continue
+        early = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                              patience=train_config["early_stopping"]["patience"])
+        reduce = keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode=mode, factor=train_config["reduce_lr"]["factor"],
+            patience=train_config["reduce_lr"]["patience"], min_lr=train_config["reduce_lr"]["min_lr"],
+            verbose=0)
+        finite = _FiniteLoss()
+        recorder = _Recorder(files, monitor, mode, phase, weight_layers(model), state, fingerprint,
+                             [("early_stopping", early, ["wait", "best", "best_epoch"]),
+                              ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"])], seed)
+        if resuming and state.get("learning_rate"):
+            model.optimizer.learning_rate.assign(state["learning_rate"])
+        callbacks: list[keras.callbacks.Callback] = [finite]
+        if train_config["early_stopping"]["enabled"]:
+            callbacks.append(early)
+        if train_config["reduce_lr"]["enabled"]:
+            callbacks.append(reduce)
+        if files.tensorboard_dir is not None:
+            callbacks.append(keras.callbacks.TensorBoard(
+                str(files.tensorboard_dir), histogram_freq=train_config["tensorboard_histogram_freq"],
+                write_graph=False))
+        callbacks.append(recorder)  # last: restores after the others reset, saves after they update
+        if log:
+            log.info("phase %d: epochs %d-%d", phase, start_epoch + 1, end_epoch)
+        model.fit(train_data, validation_data=val_data, epochs=end_epoch, initial_epoch=start_epoch,
+                  callbacks=callbacks, class_weight=class_weight, verbose=0)
+        phase_log.append({"phase": phase, "learning_rate": learning_rate, "first_epoch": start_epoch + 1,
+                          "last_epoch": state["epoch"]})
+        if finite.diverged_at is not None:
+            diverged = finite.diverged_at
+            break
+        if early.stopped_epoch:
+            stopped_early = True
+        if phase == 1:
+            state["phase1_end"] = state["epoch"]
+    history = pd.DataFrame(state["rows"])
+    if not history.empty:
+        write_csv(files.history, history)
+    np.savez(files.weight_samples, **{k.replace("/", "|"): v for k, v in state["weights"].items()
+                                      if not k.endswith("/first_full")},
+             changes=json.dumps(state["changes"]))
+    if files.best_weights.exists():
+        model.load_weights(str(files.best_weights))
+    else:
+        model.save_weights(str(files.best_weights))
+    shutil.rmtree(files.resume_dir, ignore_errors=True)
+    if diverged is not None:
+        epoch, batch = diverged
+        message = (f"training diverged: the loss became NaN or infinite at epoch {epoch + 1}, batch "
+                   f"{batch + 1} (exploding gradients); lower train.learning_rate, or try another "
+                   "optimizer")
+        status = "diverged"
+    else:
+        message = ""
+        status = "early_stopped" if stopped_early else "completed"
+    result = RunResult(history, status, state["best_epoch"], state["best_value"], monitor, message,
+                       phase_log, time.monotonic() - started)
+    return model, result

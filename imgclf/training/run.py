@@ -1,0 +1,103 @@
+"""One training run from fold manifests: what a training rule calls.
+
+Call :func:`imgclf.training.runtime.configure` before importing this module
+(it imports TensorFlow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgclf.io import read_index
+from imgclf.training.inputs import (augmentation_layers, class_weights, infer_channels, make_dataset,
+                                    read_manifest)
+from imgclf.training.loop import RunFiles, train
+from imgclf.training.models import build_model
+
+
+@dataclass
+class TrainingInputs:
+    """The files a training run reads."""
+
+    index: Path
+    train_manifest: Path
+    val_manifest: Path
+    data_root: Path
+
+
+def class_names_of(index_path: str | Path) -> list[str]:
+    """The classes, sorted: label ``i`` of the model is ``class_names[i]``."""
+    return sorted(read_index(index_path)["label"].unique())
+
+
+def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles, batch_size: int,
+                 log: Any = None) -> dict[str, Any]:
+    """Train the configured model on one fold and return its metrics.
+
+    Args:
+        config: The validated config (with any exploration overrides applied).
+        inputs: Index, manifests and data root.
+        files: Where the loop writes history, best weights, weight samples, resume state.
+        batch_size: The batch size (the probe's, or the configured one).
+        log: Logger.
+
+    Returns:
+        A JSON-ready dict: status, best epoch and value, the monitored and
+        objective metrics at the best epoch, epochs run, timings, settings.
+
+    Raises:
+        ImgclfError: Bad manifests (missing or changed images), unusable model settings,
+            or a diverged run when ``train.on_divergence`` is fail.
+    """
+    from imgclf.errors import ImgclfError
+
+    index = read_index(inputs.index)
+    class_names = sorted(index["label"].unique())
+    image_size = tuple(config["data"]["image_size"])
+    channels = infer_channels(index, config["data"]["channels"])
+    seed = config["seed"]
+    train_manifest = read_manifest(inputs.train_manifest, inputs.data_root, class_names)
+    val_manifest = read_manifest(inputs.val_manifest, inputs.data_root, class_names)
+    model_config, train_config = config["model"], config["train"]
+    input_shape = (*image_size, channels)
+    # Build once before any data is decoded: a bad architecture or weights file fails fast.
+    build_model(model_config, len(class_names), input_shape)
+    augment = augmentation_layers(train_config["augmentation"], seed)
+    train_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, augment)
+    val_data = make_dataset(val_manifest, image_size, channels, batch_size, False, seed)
+    weights = class_weights(train_manifest.labels, len(class_names), train_config["class_weights"])
+    settings = {"model": model_config, "train": train_config, "seed": seed, "batch_size": batch_size,
+                "image_size": image_size, "channels": channels, "classes": class_names,
+                "pretrained": model_config["weights"] != "none" and model_config["architecture"] != "small_cnn",
+                "train_manifest": train_manifest.table["sha256"].tolist(),
+                "val_manifest": val_manifest.table["sha256"].tolist()}
+    model, result = train(lambda: build_model(model_config, len(class_names), input_shape),
+                          train_data, val_data, train_config, files, settings, weights, seed, log)
+    if result.status == "diverged" and train_config["on_divergence"] == "fail":
+        raise ImgclfError(result.message, "see the curves and weight histograms of this run")
+    history = result.history
+    best_row = {}
+    if result.best_epoch is not None and not history.empty:
+        best_row = history.loc[history["epoch"] == result.best_epoch].iloc[0].to_dict()
+    return {
+        "status": result.status,
+        "message": result.message,
+        "monitor": result.monitor,
+        "best_epoch": result.best_epoch,
+        "best_value": result.best_value,
+        "at_best_epoch": {k: float(v) for k, v in best_row.items() if isinstance(v, (int, float, np.floating))},
+        "epochs_run": int(len(history)),
+        "phases": result.phases,
+        "seconds": round(result.seconds, 2),
+        "batch_size": batch_size,
+        "image_size": list(image_size),
+        "channels": channels,
+        "classes": class_names,
+        "n_train": len(train_manifest.paths),
+        "n_val": len(val_manifest.paths),
+        "parameters": int(model.count_params()),
+    }
