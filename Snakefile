@@ -8,7 +8,8 @@ import sys
 # --sdm conda, or on a cluster node, without installing it there.
 sys.path.insert(0, workflow.basedir)
 
-from imgclf.config import check_data_paths, load_schema, validate_config
+from imgclf.config import check_data_paths, check_model_config, load_schema, validate_config
+from imgclf.explore import check_studies
 from imgclf.errors import ConfigError
 
 
@@ -22,6 +23,8 @@ try:
         source="config (config/config.yaml, --configfile and --config)",
     )
     check_data_paths(config)
+    check_model_config(config)
+    check_studies(config)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 
@@ -29,6 +32,7 @@ except ConfigError as error:
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/split.smk"
+include: "rules/explore.smk"
 
 
 rule all:

@@ -154,3 +154,24 @@ def check_data_paths(config: dict[str, Any]) -> None:
                 f"{key} is {str(value)!r}, which is not an existing {what} "
                 f"(relative paths are taken from the working directory {Path.cwd()})",
                 f"set {key} to the {what} that holds your data")
+
+
+def check_model_config(config: dict[str, Any], source: str = "config") -> None:
+    """Cross-key checks of the model that the schema cannot express.
+
+    Raises:
+        ConfigError: A backbone with inputs under 32x32, or pretrained weights on small_cnn.
+    """
+    model = config["model"]
+    height, width = config["data"]["image_size"]
+    if model["architecture"] != "small_cnn" and min(height, width) < 32:
+        raise ConfigError(
+            f"{source}: model.architecture {model['architecture']} needs inputs of at least 32x32, "
+            f"but data.image_size is [{height}, {width}]",
+            "raise data.image_size to 32 or more, or use model.architecture: small_cnn")
+    if model["architecture"] == "small_cnn" and model["weights"] != "none":
+        raise ConfigError(f"{source}: model.weights must be none for small_cnn (it has no pretrained weights)",
+                          "set model.weights: none, or choose a backbone architecture")
+    if model["weights"] not in ("none", "imagenet") and not Path(model["weights"]).expanduser().is_file():
+        raise ConfigError(f"{source}: model.weights {model['weights']!r} is neither none, imagenet, nor an "
+                          "existing file", "give the path of a .weights.h5 file saved from the same backbone")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
-from imgclf.config import validate_config
+from imgclf.config import check_model_config, validate_config
 from imgclf.errors import ConfigError
 
 
@@ -110,7 +110,10 @@ def point_config(config: dict[str, Any], study: dict[str, Any], point: Point) ->
                               "use dotted keys from config/config.schema.yaml, e.g. train.learning_rate") from None
     # Always record divergence: an exploding run is an answer, not a failure.
     result["train"]["on_divergence"] = "record"
-    return validate_config(result, source=f"explore study {study['name']!r}, point {point.id}")
+    source = f"explore study {study['name']!r}, point {point.id}"
+    validate_config(result, source=source)
+    check_model_config(result, source=source)
+    return result
 
 
 def check_studies(config: dict[str, Any]) -> None:
@@ -192,8 +195,8 @@ def summarize_study(study: dict[str, Any], points: list[Point], metrics: dict[st
             if len(tried) >= 2 and top[key] in (tried[0], tried[-1]):
                 side = "lowest" if top[key] == tried[0] else "highest"
                 flags.append(f"{_describe(dict(zip(scientific_keys, values)))}: the best {key} "
-                             f"({_fmt(top[key])}) is the {side} value tried; widen the range "
-                             f"({_fmt(ranges[key]['min'])} - {_fmt(ranges[key]['max'])}) on that side")
+                             f"({_fmt(top[key])}) is the {side} value tried, so the optimum may lie beyond it; "
+                             f"widen the range ({_fmt(ranges[key]['min'])} - {_fmt(ranges[key]['max'])}) or add samples on that side")
         best.append(entry)
     candidates = [b for b in best if b[objective] is not None]
     winner = None

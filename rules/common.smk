@@ -56,6 +56,68 @@ def get_fold_manifests(kind):
     )
 
 
+def get_exploration_manifest(kind):
+    """The train or val manifest of the fold exploration uses."""
+    return f"results/splits/fold_{config['explore']['fold']}/{kind}.csv"
+
+
+def get_study(name):
+    """The config of the study called ``name``."""
+    for study in config["explore"]["studies"]:
+        if study["name"] == name:
+            return study
+    raise ValueError(f"no exploration study named {name!r}")
+
+
+def get_study_points(name):
+    """The points of a study (ids p00, p01...), from its config and the seed."""
+    from imgclf.explore import expand_study
+
+    return expand_study(get_study(name), config["seed"])
+
+
+def get_point(wildcards):
+    """The point named by the wildcards."""
+    for point in get_study_points(wildcards.study):
+        if point.id == wildcards.point:
+            return point
+    raise ValueError(f"study {wildcards.study!r} has no point {wildcards.point!r}")
+
+
+def get_point_config(wildcards):
+    """The full config of one exploration point."""
+    from imgclf.explore import point_config
+
+    return point_config(config, get_study(wildcards.study), get_point(wildcards))
+
+
+def get_training_input(wildcards):
+    """What a training job reads: index, fold manifests, images, and the probed batch size."""
+    inputs = {
+        "index": "results/data/index.csv",
+        "train": get_exploration_manifest("train"),
+        "val": get_exploration_manifest("val"),
+        "data_root": get_data_root(),
+    }
+    if config["train"]["batch_size"] == "auto":
+        inputs["batch_size"] = "results/train/batch_size.json"
+    return inputs
+
+
+def get_study_outputs(name, filename):
+    """One file of every point of a study."""
+    return [f"results/explore/{name}/{p.id}/{filename}" for p in get_study_points(name)]
+
+
+def get_exploration_output():
+    """The summary files of every study."""
+    return [
+        f"results/explore/{study['name']}/{name}"
+        for study in config["explore"]["studies"]
+        for name in ("summary.json", "summary.md", "objective.png", "best_curves.png")
+    ]
+
+
 def get_final_output():
     """Everything the default target produces."""
     return [
@@ -66,4 +128,5 @@ def get_final_output():
         *get_fold_manifests("train"),
         *get_fold_manifests("val"),
         "results/splits/split.json",
+        *get_exploration_output(),
     ]

@@ -1,5 +1,5 @@
 """Training: models, the tf.data input pipeline, the training loop, plots.
 
-Import :mod:`imgclf.training.runtime` and call ``configure`` *before* anything
-imports TensorFlow: thread counts are read when TensorFlow starts.
+Call :func:`imgclf.training.runtime.configure` *before* importing the other
+modules: thread counts are read when TensorFlow starts.
 """

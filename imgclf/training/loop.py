@@ -135,8 +135,9 @@ class _Recorder(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         for name, callback, attributes in self.stateful:
             for attribute in attributes:
-                if name in self.state["callbacks"] and attribute in self.state["callbacks"][name]:
-                    setattr(callback, attribute, self.state["callbacks"][name][attribute])
+                value = self.state["callbacks"].get(name, {}).get(attribute)
+                if value is not None:
+                    setattr(callback, attribute, value)
         if not self.state["rows"] and not self.state["changes"]:
             self._sample(0)  # the initial weights, before any update
 
@@ -158,7 +159,7 @@ class _Recorder(keras.callbacks.Callback):
         self._sample(epoch + 1)
         self.state["epoch"], self.state["phase"] = epoch + 1, self.phase
         self.state["callbacks"] = {
-            name: {a: _jsonable(getattr(cb, a)) for a in attributes}
+            name: {a: _jsonable(getattr(cb, a, None)) for a in attributes}
             for name, cb, attributes in self.stateful}
         self.state["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         save_resume_state(self.files, self.model, self.state, self.fingerprint)

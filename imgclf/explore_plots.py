@@ -1,0 +1,75 @@
+"""Figures of an exploration study: the objective per point, the best curves side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_study(summary: dict[str, Any], path: str | Path) -> None:
+    """The objective of every point against its nuisance value, one series per scientific value.
+
+    The best point of each series is circled; diverged points sit on the axis as crosses.
+    """
+    objective = summary["objective"]
+    rows = pd.DataFrame(summary["rows"])
+    scientific = summary["scientific"]
+    nuisance = summary["nuisance"][0] if summary["nuisance"] else None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key, group in rows.groupby(scientific, sort=False):
+        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(scientific, key if isinstance(key, tuple) else (key,)))
+        x = group[nuisance] if nuisance else range(len(group))
+        ok = group[objective].notna()
+        line, = ax.plot(pd.Series(list(x))[ok.to_numpy()], group.loc[ok, objective], "o", label=label)
+        if (~ok).any():
+            bottom = rows[objective].min() if rows[objective].notna().any() else 0
+            ax.plot(pd.Series(list(x))[(~ok).to_numpy()], [bottom] * int((~ok).sum()), "x",
+                    color=line.get_color(), ms=9, label=f"{label} (diverged)")
+    for best in summary["best"]:
+        if best["point"] is not None:
+            row = rows.loc[rows["point"] == best["point"]].iloc[0]
+            ax.plot(row[nuisance] if nuisance else 0, row[objective], "o", ms=14, mfc="none", mec="k")
+    if nuisance and all(isinstance(v, (int, float)) for v in rows[nuisance].dropna()) \
+            and rows[nuisance].dropna().gt(0).all() and rows[nuisance].max() / rows[nuisance].min() > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(nuisance or "point")
+    ax.set_ylabel(f"{objective} (best epoch)")
+    ax.set_title(f"{summary['study']}: {summary['question']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_best_curves(summary: dict[str, Any], histories: dict[str, pd.DataFrame], path: str | Path) -> None:
+    """Training curves of the best point of each scientific value, side by side."""
+    best = [b for b in summary["best"] if b["point"] is not None]
+    n = max(len(best), 1)
+    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6), squeeze=False)
+    for col, entry in enumerate(best):
+        history = histories[entry["point"]]
+        title = ", ".join(f"{k.split('.')[-1]}={entry[k]}" for k in summary["scientific"])
+        nuisance = ", ".join(f"{k.split('.')[-1]}={entry[k]:.3g}" if isinstance(entry[k], float)
+                             else f"{k.split('.')[-1]}={entry[k]}" for k in summary["nuisance"])
+        for row, metric in enumerate(("loss", "accuracy")):
+            ax = axes[row][col]
+            if metric in history:
+                ax.plot(history["epoch"], history[metric], "o-", ms=3, label="train")
+            if f"val_{metric}" in history:
+                ax.plot(history["epoch"], history[f"val_{metric}"], "s-", ms=3, label="validation")
+            ax.set_ylabel(metric)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            if row == 0:
+                ax.set_title(f"{title}\n{nuisance} ({entry['point']})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

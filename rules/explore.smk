@@ -1,0 +1,72 @@
+# Exploration stage: the batch-size probe, one job per (scientific, nuisance)
+# point of every study, and a summary per study.
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9_-]+",
+    point=r"p\d+",
+
+
+rule probe_batch_size:
+    input:
+        index="results/data/index.csv",
+        train=get_exploration_manifest("train"),
+    output:
+        batch_size="results/train/batch_size.json",
+    log:
+        "logs/train/probe_batch_size.log",
+    benchmark:
+        "logs/benchmarks/probe_batch_size.tsv"
+    threads: 2
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/probe_batch_size.py"
+
+
+rule explore_point:
+    input:
+        unpack(get_training_input),
+    output:
+        metrics="results/explore/{study}/{point}/metrics.json",
+        history="results/explore/{study}/{point}/history.csv",
+        curves="results/explore/{study}/{point}/curves.png",
+        weight_histograms="results/explore/{study}/{point}/weight_histograms.png",
+        weight_samples="results/explore/{study}/{point}/weight_samples.npz",
+        best_weights="results/explore/{study}/{point}/best.weights.h5",
+    params:
+        config=get_point_config,
+        overrides=lambda wildcards: get_point(wildcards).overrides,
+        label=lambda wildcards: get_point(wildcards).label(),
+        # Not outputs: the resume state must survive a killed job.
+        resume_dir="results/explore/{study}/{point}/resume",
+        tensorboard_dir="results/explore/{study}/{point}/tensorboard",
+    log:
+        "logs/explore/{study}/{point}.log",
+    benchmark:
+        "logs/benchmarks/explore/{study}/{point}.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/explore_point.py"
+
+
+rule explore_summary:
+    input:
+        metrics=lambda wildcards: get_study_outputs(wildcards.study, "metrics.json"),
+        histories=lambda wildcards: get_study_outputs(wildcards.study, "history.csv"),
+    output:
+        summary="results/explore/{study}/summary.json",
+        table="results/explore/{study}/points.csv",
+        markdown="results/explore/{study}/summary.md",
+        plot="results/explore/{study}/objective.png",
+        best_curves="results/explore/{study}/best_curves.png",
+    params:
+        study=lambda wildcards: get_study(wildcards.study),
+    log:
+        "logs/explore/{study}/summary.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/explore_summary.py"
