@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run test lint dryrun benchmark venv venv-gpu lock clean
+.PHONY: run test lint benchmark benchmark-validation benchmark-training venv venv-gpu lock clean
 
 venv: $(VENV)/.installed
 
@@ -33,9 +33,16 @@ lint: venv
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake -n --quiet
 
+## Every benchmark (figures printed, and written to benchmarks/results/).
+benchmark: benchmark-validation benchmark-training
+
 ## Validation throughput on the default data and ../shared/data/ham10000.
-benchmark: venv
+benchmark-validation: venv
 	$(BIN)/python benchmarks/validation_throughput.py
+
+## Input pipeline and loop overhead ratios; backbone epoch times on ../shared/data/malaria.
+benchmark-training: venv
+	$(BIN)/python benchmarks/training_benchmarks.py
 
 ## A GPU environment for clusters: TensorFlow with CUDA wheels instead of tensorflow-cpu.
 venv-gpu: VENV = .venv-gpu

@@ -77,20 +77,21 @@ class RunResult:
 
 
 class _FiniteLoss(keras.callbacks.Callback):
-    """Stops training at the first NaN or infinite loss, remembering where."""
+    """Stops training after the first epoch whose loss is NaN or infinite.
+
+    Checked once per epoch (an epoch's mean loss is NaN as soon as one batch's
+    is): a per-batch check would make Keras copy the loss to the host after
+    every step, which costs more than the whole check is worth.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.diverged_at: tuple[int, int] | None = None
-        self.epoch = 0
+        self.diverged_at: int | None = None
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.diverged_at = (self.epoch, batch)
+            self.diverged_at = epoch
             self.model.stop_training = True
 
 
@@ -331,10 +332,8 @@ def train(
         model.save_weights(str(files.best_weights))
     shutil.rmtree(files.resume_dir, ignore_errors=True)
     if diverged is not None:
-        epoch, batch = diverged
-        message = (f"training diverged: the loss became NaN or infinite at epoch {epoch + 1}, batch "
-                   f"{batch + 1} (exploding gradients); lower train.learning_rate, or try another "
-                   "optimizer")
+        message = (f"training diverged: the loss became NaN or infinite in epoch {diverged + 1} "
+                   "(exploding gradients); lower train.learning_rate, or try another optimizer")
         status = "diverged"
     else:
         message = ""
