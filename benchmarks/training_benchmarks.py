@@ -187,6 +187,17 @@ def _child(args: list[str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _best_of_alternating(kind: str, workdir: Path, modes: tuple[str, str], epochs: int,
+                         figure: str) -> tuple[dict, list]:
+    """Run two modes alternately, twice, and keep each mode's best (lowest) ``figure``.
+
+    On a shared, noisy machine a single pair of runs can be off by 30% either way.
+    """
+    trials = [_child([kind, str(workdir), mode, "64", str(epochs)]) for _ in range(2) for mode in modes]
+    best = {mode: min((r for r in trials if r["mode"] == mode), key=lambda r: r[figure]) for mode in modes}
+    return best, trials
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and steps")
@@ -209,22 +220,15 @@ def main() -> None:
         results["data"] = prep
         print(f"data: {prep['dataset']}, fold 0: {prep['n_train']} train / {prep['n_val']} val images")
 
-        # The two modes alternate, twice, and each keeps its best median: on a shared,
-        # noisy machine a single pair of runs can be off by 30% either way.
-        trials = [_child(["input", str(workdir), mode, "64", str(epochs)])
-                  for _ in range(2) for mode in ("pipeline", "memory")]
-        runs = {mode: min((r for r in trials if r["mode"] == mode), key=lambda r: r["median_after_first"])
-                for mode in ("pipeline", "memory")}
+        runs, trials = _best_of_alternating("input", workdir, ("pipeline", "memory"), epochs,
+                                            "median_after_first")
         ratio = runs["pipeline"]["median_after_first"] / runs["memory"]["median_after_first"]
         results["input_pipeline"] = {**runs, "trials": trials, "ratio": ratio, "target": 1.10}
         print(f"1. input pipeline, small_cnn at 64x64, median epoch after the first: files through the "
               f"pipeline {runs['pipeline']['median_after_first']:.2f} s vs in-memory tensors "
               f"{runs['memory']['median_after_first']:.2f} s -> ratio {ratio:.3f} (target <= 1.10)")
 
-        trials = [_child(["loop", str(workdir), mode, "64", str(epochs)])
-                  for _ in range(2) for mode in ("bare", "imgclf")]
-        runs = {mode: min((r for r in trials if r["mode"] == mode), key=lambda r: r["seconds"])
-                for mode in ("bare", "imgclf")}
+        runs, trials = _best_of_alternating("loop", workdir, ("bare", "imgclf"), epochs, "seconds")
         ratio = runs["imgclf"]["seconds"] / runs["bare"]["seconds"]
         results["loop_overhead"] = {**runs, "trials": trials, "ratio": ratio, "target": 1.10}
         print(f"2. training loop, {epochs} epochs: bare model.fit {runs['bare']['seconds']:.2f} s vs imgclf "

@@ -198,3 +198,28 @@ def test_weight_samples_and_plots(fold, tmp_path):
     plot_curves(pd.read_csv(files.history), tmp_path / "curves.png")
     plot_weight_histograms(files.weight_samples, tmp_path / "weights.png")
     assert (tmp_path / "curves.png").stat().st_size > 5000 and (tmp_path / "weights.png").stat().st_size > 5000
+
+
+def test_augmentation_is_seeded_and_changes_the_images(fold):
+    from imgclf.training.inputs import augmentation_layers, make_dataset
+    manifest = read_manifest(fold.train_manifest, fold.data_root, ["a", "b", "c"])
+    augment = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1, "contrast": 0.2}
+
+    def first_batch(seed, options):
+        keras.utils.set_random_seed(seed)
+        data = make_dataset(manifest, (32, 32), 3, 8, True, seed, augmentation_layers(options, seed))
+        return next(iter(data))[0].numpy()
+
+    plain = first_batch(5, {"flip": "none", "rotation": 0, "zoom": 0, "contrast": 0})
+    one, two = first_batch(5, augment), first_batch(5, augment)
+    np.testing.assert_array_equal(one, two)
+    assert one.shape == plain.shape == (8, 32, 32, 3)
+    assert not np.array_equal(one, plain)
+    assert augmentation_layers({"flip": "none", "rotation": 0, "zoom": 0, "contrast": 0}, 1) is None
+
+
+def test_balanced_class_weights():
+    from imgclf.training.inputs import class_weights
+    weights = class_weights(np.array([0] * 30 + [1] * 10), 2, "balanced")
+    assert weights == pytest.approx({0: 40 / 60, 1: 40 / 20})
+    assert class_weights(np.array([0, 1]), 2, "none") is None

@@ -112,12 +112,16 @@ class _Recorder(keras.callbacks.Callback):
 
     # -- weight samples -------------------------------------------------
     def _sample(self, epoch: int) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged run has huge weights
+            self._sample_layers(epoch)
+
+    def _sample_layers(self, epoch: int) -> None:
         for layer in self.layers:
             for weight in layer.weights:
                 kind = "kernel" if "kernel" in weight.path else "bias" if "bias" in weight.path else None
                 if kind is None:
                     continue
-                values = np.asarray(weight.numpy(), dtype=np.float32).ravel()
+                values = np.asarray(weight.value.numpy(), dtype=np.float32).ravel()
                 key = f"{layer.name}/{kind}"
                 if key not in self.indices:
                     size = min(WEIGHT_SAMPLES, values.size)
@@ -310,7 +314,8 @@ def train(
         if log:
             log.info("phase %d: epochs %d-%d", phase, start_epoch + 1, end_epoch)
         model.fit(train_data, validation_data=val_data, epochs=end_epoch, initial_epoch=start_epoch,
-                  callbacks=callbacks, class_weight=class_weight, verbose=0)
+                  callbacks=callbacks, class_weight=class_weight, verbose=0,
+                  shuffle=False)  # the dataset shuffles itself, seeded
         phase_log.append({"phase": phase, "learning_rate": learning_rate, "first_epoch": start_epoch + 1,
                           "last_epoch": state["epoch"]})
         if finite.diverged_at is not None:
