@@ -127,3 +127,25 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.C
         [*snakemake_command(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--cores", "2", *args],
         capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def fold(tmp_path_factory):
+    """Three classes of 16 tiny images, validated and split: the fold-0 manifests."""
+    from imgclf.config import validate_config
+    from imgclf.data import validate_source
+    from imgclf.io import write_csv
+    from imgclf.split import SplitOptions, make_split
+    from imgclf.training.run import TrainingInputs
+
+    base = tmp_path_factory.mktemp("data")
+    root = make_folder(base / "images", {"a": 16, "b": 16, "c": 16})
+    config = validate_config({"data": {"source": "folder", "root": str(root)},
+                              "validation": {"min_images_per_class": 5}, "split": {"n_folds": 2}})
+    result = validate_source(config, root)
+    write_csv(base / "index.csv", result.index)
+    split = make_split(result.index, SplitOptions.from_config(config))
+    train, val = split.folds[0]
+    write_csv(base / "train.csv", train)
+    write_csv(base / "val.csv", val)
+    return TrainingInputs(base / "index.csv", base / "train.csv", base / "val.csv", root)

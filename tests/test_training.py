@@ -15,12 +15,9 @@ runtime.configure(0, 1)
 
 import keras  # noqa: E402
 
-from conftest import REPO, make_folder  # noqa: E402
+from conftest import REPO  # noqa: E402
 from imgclf.config import validate_config  # noqa: E402
-from imgclf.data import validate_source  # noqa: E402
 from imgclf.errors import ImgclfError  # noqa: E402
-from imgclf.io import write_csv  # noqa: E402
-from imgclf.split import SplitOptions, make_split  # noqa: E402
 from imgclf.training import loop  # noqa: E402
 from imgclf.training.inputs import read_manifest  # noqa: E402
 from imgclf.training.loop import RunFiles  # noqa: E402
@@ -33,22 +30,6 @@ def cfg(**sections):
     for key, value in sections.items():
         raw.setdefault(key, {}).update(value)
     return validate_config(raw)
-
-
-@pytest.fixture(scope="module")
-def fold(tmp_path_factory):
-    """Three classes of 16 tiny images, validated and split: the fold-0 manifests."""
-    base = tmp_path_factory.mktemp("data")
-    root = make_folder(base / "images", {"a": 16, "b": 16, "c": 16})
-    config = validate_config({"data": {"source": "folder", "root": str(root)},
-                              "validation": {"min_images_per_class": 5}, "split": {"n_folds": 2}})
-    result = validate_source(config, root)
-    write_csv(base / "index.csv", result.index)
-    split = make_split(result.index, SplitOptions.from_config(config))
-    train, val = split.folds[0]
-    write_csv(base / "train.csv", train)
-    write_csv(base / "val.csv", val)
-    return TrainingInputs(base / "index.csv", base / "train.csv", base / "val.csv", root)
 
 
 def files_in(path: Path) -> RunFiles:
