@@ -10,6 +10,7 @@ sys.path.insert(0, workflow.basedir)
 
 from imgclf.config import check_data_paths, check_model_config, load_schema, validate_config
 from imgclf.explore import check_studies
+from imgclf.search_space import check_tuning
 from imgclf.errors import ConfigError
 
 
@@ -25,6 +26,7 @@ try:
     check_data_paths(config)
     check_model_config(config)
     check_studies(config)
+    check_tuning(config)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 
@@ -33,6 +35,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/split.smk"
 include: "rules/explore.smk"
+include: "rules/tune.smk"
 
 
 rule all:

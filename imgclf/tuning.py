@@ -24,61 +24,10 @@ import keras
 import keras_tuner as kt
 import pandas as pd
 
-from imgclf.config import check_model_config, validate_config
 from imgclf.errors import ConfigError
-from imgclf.explore import set_dotted
+from imgclf.search_space import apply_values, check_search_space, subsample, values_key
 from imgclf.training.loop import compile_model
 from imgclf.training.models import freeze_backbone, unfreeze_top
-
-PARAMETER_TYPES = ("int", "float", "choice", "boolean")
-
-
-def check_search_space(space: list[dict[str, Any]], config: dict[str, Any]) -> None:
-    """Refuse an empty, contradictory or unknown search space before any training.
-
-    Raises:
-        ConfigError: Naming the parameter at fault.
-    """
-    if not space:
-        raise ConfigError("tune.search_space is empty", "declare at least one parameter to tune")
-    names = [p["name"] for p in space]
-    for i, parameter in enumerate(space):
-        where = f"tune.search_space[{i}] ({parameter['name']})"
-        if names.count(parameter["name"]) > 1:
-            raise ConfigError(f"{where}: declared twice", "declare each parameter once")
-        kind = parameter["type"]
-        if kind not in PARAMETER_TYPES:
-            raise ConfigError(f"{where}: unknown type {kind!r}", f"use one of {', '.join(PARAMETER_TYPES)}")
-        if kind in ("int", "float"):
-            low, high = parameter.get("min"), parameter.get("max")
-            if low is None or high is None or low >= high:
-                raise ConfigError(f"{where}: needs min < max (got {low}, {high})", "give a non-empty range")
-            if parameter.get("sampling", "linear") == "log" and low <= 0:
-                raise ConfigError(f"{where}: log sampling needs min > 0", "raise min, or use sampling: linear")
-        if kind == "choice" and not parameter.get("values"):
-            raise ConfigError(f"{where}: a choice needs values", "list the values to choose from")
-        when = parameter.get("when")
-        if when:
-            if when["name"] not in names[:i]:
-                raise ConfigError(f"{where}: depends on {when['name']!r}, which is not declared before it",
-                                  "declare the parent parameter first")
-            parent = space[names.index(when["name"])]
-            if parent["type"] == "choice" and not set(when["values"]) <= set(parent["values"]):
-                raise ConfigError(f"{where}: condition values {when['values']} are not all among "
-                                  f"{parent['name']}'s values {parent['values']}",
-                                  "the parameter would never be active")
-    # Every parameter must be a real config key, and the defaults a valid config.
-    apply_values(config, space, {p["name"]: _default(p) for p in space})
-
-
-def _default(parameter: dict[str, Any]) -> Any:
-    kind = parameter["type"]
-    if kind == "choice":
-        return parameter["values"][0]
-    if kind == "boolean":
-        return False
-    return parameter["min"]
-
 
 def define(hp: kt.HyperParameters, space: list[dict[str, Any]]) -> dict[str, Any]:
     """Declare the space on ``hp`` and return the active values."""
@@ -104,30 +53,15 @@ def define(hp: kt.HyperParameters, space: list[dict[str, Any]]) -> dict[str, Any
     return values
 
 
-def apply_values(config: dict[str, Any], space: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the config with a trial's values set, validated."""
-    result = copy.deepcopy(config)
-    for name, value in values.items():
-        if value is None:
-            continue
-        try:
-            set_dotted(result, name, value)
-        except KeyError:
-            raise ConfigError(f"tune.search_space: {name!r} is not a config key",
-                              "use dotted keys from config/config.schema.yaml") from None
-    validate_config(result, source="a tuning trial")
-    check_model_config(result, source="a tuning trial")
-    return result
-
-
 class ImgclfHyperModel(kt.HyperModel):
     """Builds and trains one trial: the configured model with the trial's values."""
 
     def __init__(self, config: dict[str, Any], space: list[dict[str, Any]], n_classes: int,
-                 input_shape: tuple[int, int, int], objective: str) -> None:
+                 input_shape: tuple[int, int, int], objective: str, history_dir: Path | None = None) -> None:
         super().__init__(name="imgclf")
         self.config, self.space = config, space
         self.n_classes, self.input_shape, self.objective = n_classes, input_shape, objective
+        self.history_dir = history_dir
 
     def _trial_config(self, hp: kt.HyperParameters) -> dict[str, Any]:
         return apply_values(self.config, self.space, define(hp, self.space))
@@ -179,6 +113,11 @@ class ImgclfHyperModel(kt.HyperModel):
             raise ConfigError(f"tune.objective {self.objective!r} is never computed "
                               f"(computed: {', '.join(sorted(history))})",
                               "use val_accuracy or val_loss")
+        if self.history_dir is not None:
+            self.history_dir.mkdir(parents=True, exist_ok=True)
+            table = pd.DataFrame(history)
+            table.insert(0, "epoch", range(1, len(table) + 1))
+            table.to_csv(self.history_dir / f"{values_key(hp.values)}.csv", index=False)
         values = history[self.objective]
         best = (max if self.objective.endswith("accuracy") else min)(range(len(values)), key=values.__getitem__)
         result = {k: float(v[best]) for k, v in history.items() if len(v) > best}
@@ -226,3 +165,59 @@ def best_hyperparameters(tuner: kt.Tuner) -> dict[str, Any]:
         raise ConfigError("no tuning trial completed", "see the tuning log: every trial failed")
     hp = best[0].hyperparameters
     return {name: value for name, value in hp.values.items() if hp.is_active(name)}
+
+
+def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size: int,
+               log: Any = None) -> dict[str, Any]:
+    """Search the configured space; resume from ``directory`` if a search was interrupted.
+
+    Args:
+        config: The validated config (with the exploration winner applied, if any).
+        inputs: A :class:`imgclf.training.run.TrainingInputs` (index, manifests, data root).
+        directory: Keras Tuner's folder (oracle, trials, checkpoints) and trial histories.
+        batch_size: The batch size.
+        log: Logger.
+
+    Returns:
+        ``best`` (values by dotted key), ``table`` (DataFrame of trials), ``histories``
+        (trial id to history DataFrame) and the search settings.
+    """
+    from imgclf.io import read_index
+    from imgclf.training.inputs import Manifest, infer_channels, make_dataset, read_manifest
+
+    tune = config["tune"]
+    space = tune["search_space"]
+    check_search_space(space, config)
+    index = read_index(inputs.index)
+    classes = sorted(index["label"].unique())
+    channels = infer_channels(index, config["data"]["channels"])
+    size = tuple(config["data"]["image_size"])
+    train = read_manifest(inputs.train_manifest, inputs.data_root, classes)
+    val = read_manifest(inputs.val_manifest, inputs.data_root, classes)
+    table = subsample(train.table, tune["data_fraction"], config["seed"])
+    keep = train.table["path"].isin(table["path"]).to_numpy()
+    train = Manifest([p for p, k in zip(train.paths, keep) if k], train.labels[keep], table)
+    train_data = make_dataset(train, size, channels, batch_size, True, config["seed"])
+    val_data = make_dataset(val, size, channels, batch_size, False, config["seed"])
+    trial_config = copy.deepcopy(config)
+    trial_config["train"]["epochs"] = tune["epochs"]
+    trial_config["train"]["on_divergence"] = "record"
+    histories_dir = Path(directory) / "histories"
+    hypermodel = ImgclfHyperModel(trial_config, space, len(classes), (*size, channels), tune["objective"],
+                                  histories_dir)
+    tuner = make_tuner(tune["algorithm"], hypermodel, tune["objective"], tune["max_trials"], config["seed"],
+                       directory, "search", max_epochs=tune["epochs"])
+    done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if log:
+        log.info("%s search: %d of %d trials already done; %d training images (%.0f%%), %d validation",
+                 tune["algorithm"], done, tune["max_trials"], len(train.paths), 100 * tune["data_fraction"],
+                 len(val.paths))
+    tuner.search(train_data, validation_data=val_data, verbose=0)
+    trials = trials_table(tuner, space, tune["objective"])
+    histories = {}
+    for trial_id, trial in tuner.oracle.trials.items():
+        path = histories_dir / f"{values_key(trial.hyperparameters.values)}.csv"
+        if path.is_file():
+            histories[trial_id] = pd.read_csv(path)
+    return {"best": best_hyperparameters(tuner), "table": trials, "histories": histories,
+            "n_train": len(train.paths), "n_val": len(val.paths), "classes": classes}

@@ -85,10 +85,12 @@ def get_point(wildcards):
 
 
 def get_point_config(wildcards):
-    """The full config of one exploration point."""
+    """The config of one exploration point: only what a training run reads, so that
+    a change elsewhere in the config (tuning, later stages) does not rerun the point."""
     from imgclf.explore import point_config
 
-    return point_config(config, get_study(wildcards.study), get_point(wildcards))
+    full = point_config(config, get_study(wildcards.study), get_point(wildcards))
+    return {key: full[key] for key in ("seed", "data", "model", "train")}
 
 
 def get_training_input(wildcards):
@@ -102,6 +104,29 @@ def get_training_input(wildcards):
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
     return inputs
+
+
+def get_tuning_input(wildcards):
+    """What tuning reads: the tuning fold, the batch size and the study it builds on."""
+    fold = config["tune"]["fold"]
+    inputs = {
+        "index": "results/data/index.csv",
+        "train": f"results/splits/fold_{fold}/train.csv",
+        "val": f"results/splits/fold_{fold}/val.csv",
+        "data_root": get_data_root(),
+    }
+    if config["train"]["batch_size"] == "auto":
+        inputs["batch_size"] = "results/train/batch_size.json"
+    if config["tune"]["fix_from_study"]:
+        inputs["study_summary"] = f"results/explore/{config['tune']['fix_from_study']}/summary.json"
+    return inputs
+
+
+def get_tuning_output():
+    """The tuning results, when tuning is enabled."""
+    if not config["tune"]["enabled"]:
+        return []
+    return ["results/tune/best_hyperparameters.json", "results/tune/trials.csv"]
 
 
 def get_study_outputs(name, filename):
@@ -129,4 +154,5 @@ def get_final_output():
         *get_fold_manifests("val"),
         "results/splits/split.json",
         *get_exploration_output(),
+        *get_tuning_output(),
     ]

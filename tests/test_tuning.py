@@ -9,8 +9,8 @@ runtime.configure(0, 1)
 from imgclf.config import validate_config  # noqa: E402
 from imgclf.errors import ConfigError  # noqa: E402
 from imgclf.training.inputs import make_dataset, read_manifest  # noqa: E402
-from imgclf.tuning import (ImgclfHyperModel, best_hyperparameters, check_search_space,  # noqa: E402
-                           make_tuner, trials_table)
+from imgclf.search_space import apply_values, check_search_space  # noqa: E402
+from imgclf.tuning import ImgclfHyperModel, best_hyperparameters, make_tuner, trials_table  # noqa: E402
 
 SPACE = [
     {"name": "train.optimizer", "type": "choice", "values": ["adam", "sgd"]},
@@ -39,7 +39,6 @@ def test_bad_search_spaces_are_refused_before_training(space, message):
     with pytest.raises(ConfigError, match=message):
         check_search_space(space, base_config())
         # A value outside the schema is only caught when applied: try every choice.
-        from imgclf.tuning import apply_values
         for parameter in space:
             for value in parameter.get("values", []):
                 apply_values(base_config(), space, {parameter["name"]: value})

@@ -198,9 +198,38 @@ def test_bad_study_and_model_settings_stop_before_any_job(tmp_path):
          "needs inputs of at least 32x32"),
         ({"model": {"architecture": "resnet50", "weights": "missing.weights.h5"}},
          "neither none, imagenet, nor an existing file"),
+        ({"tune": {"enabled": True, "search_space": []}}, "tune.search_space is empty"),
+        ({"tune": {"enabled": True, "fix_from_study": "nope"}}, "'nope', which is not an exploration study"),
+        ({"tune": {"enabled": True, "search_space": [{"name": "train.learning_rate", "type": "float",
+                                                      "min": 0.1, "max": 0.01}]}}, "needs min < max"),
     ]
     for overrides, message in cases:
         config = write_config(tmp_path, overrides)
         result = run_snakemake(tmp_path, "--configfile", str(config), "--dry-run")
         assert result.returncode != 0, overrides
         assert message in result.stderr, (message, result.stderr[-2000:])
+
+
+def test_tuning_builds_on_the_exploration_winner(tmp_path):
+    config = write_config(tmp_path, {
+        "data": {"source": "digits", "digits": {"size": 16}, "image_size": [16, 16]},
+        "split": {"n_folds": 2},
+        "train": {"batch_size": 32, "epochs": 1, "tensorboard_histogram_freq": 0},
+        "explore": {"studies": [{"name": "opt", "question": "Which optimizer?",
+                                 "scientific": {"train.optimizer": ["adam", "sgd"]},
+                                 "nuisance": {"train.learning_rate": [0.01]}}]},
+        "tune": {"enabled": True, "max_trials": 2, "epochs": 1, "data_fraction": 0.5,
+                 "fix_from_study": "opt",
+                 "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]}})
+    result = run_snakemake(tmp_path, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    best = json.loads((tmp_path / "results/tune/best_hyperparameters.json").read_text())
+    winner = json.loads((tmp_path / "results/explore/opt/summary.json").read_text())["winner"]
+    assert best["fixed_from_study"]["train.optimizer"] == winner["train.optimizer"]
+    assert set(best["hyperparameters"]) == {"model.dropout"} and best["trials"] == 2
+    trials = (tmp_path / "results/tune/trials.csv").read_text().splitlines()
+    assert len(trials) == 3 and "model.dropout" in trials[0]
+    for name in ("objective_per_trial.png", "hyperparameters.png", "top_trials_curves.png"):
+        assert (tmp_path / "results/tune" / name).stat().st_size > 0
+    dry = run_snakemake(tmp_path, "--configfile", str(config), "--dry-run")
+    assert "Nothing to be done" in dry.stdout + dry.stderr

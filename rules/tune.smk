@@ -1,0 +1,25 @@
+# Tuning stage: Bayesian optimisation (Keras Tuner) on one fold, after exploration.
+
+
+rule tune:
+    input:
+        unpack(get_tuning_input),
+    output:
+        best="results/tune/best_hyperparameters.json",
+        trials="results/tune/trials.csv",
+        objective_plot="results/tune/objective_per_trial.png",
+        hyperparameters_plot="results/tune/hyperparameters.png",
+        top_curves="results/tune/top_trials_curves.png",
+    params:
+        # Not an output: Keras Tuner's state, kept so that a killed search resumes.
+        tuner_dir="results/tune/keras_tuner",
+        settings=lambda wildcards: {k: config[k] for k in ("tune", "train", "model", "seed")},
+    log:
+        "logs/tune/tune.log",
+    benchmark:
+        "logs/benchmarks/tune.tsv"
+    threads: 2
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/tune.py"
