@@ -8,7 +8,13 @@ import sys
 # --sdm conda, or on a cluster node, without installing it there.
 sys.path.insert(0, workflow.basedir)
 
-from imgclf.config import check_data_paths, check_model_config, load_schema, validate_config
+from imgclf.config import (
+    check_data_paths,
+    check_folds,
+    check_model_config,
+    load_schema,
+    validate_config,
+)
 from imgclf.explore import check_studies
 from imgclf.search_space import check_tuning
 from imgclf.errors import ConfigError
@@ -25,6 +31,7 @@ try:
     )
     check_data_paths(config)
     check_model_config(config)
+    check_folds(config)
     check_studies(config)
     check_tuning(config)
 except ConfigError as error:

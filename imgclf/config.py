@@ -156,6 +156,19 @@ def check_data_paths(config: dict[str, Any]) -> None:
                 f"set {key} to the {what} that holds your data")
 
 
+def check_folds(config: dict[str, Any]) -> None:
+    """The folds that exploration and tuning use must exist.
+
+    Raises:
+        ConfigError: Naming the key and the number of folds.
+    """
+    n_folds = config["split"]["n_folds"]
+    for key in ("explore", "tune"):
+        if config[key]["fold"] >= n_folds:
+            raise ConfigError(f"{key}.fold is {config[key]['fold']}, but split.n_folds = {n_folds} "
+                              f"makes folds 0 to {n_folds - 1}", f"set {key}.fold below {n_folds}")
+
+
 def check_model_config(config: dict[str, Any], source: str = "config") -> None:
     """Cross-key checks of the model that the schema cannot express.
 

@@ -199,6 +199,7 @@ def test_bad_study_and_model_settings_stop_before_any_job(tmp_path):
         ({"model": {"architecture": "resnet50", "weights": "missing.weights.h5"}},
          "neither none, imagenet, nor an existing file"),
         ({"tune": {"enabled": True, "search_space": []}}, "tune.search_space is empty"),
+        ({"split": {"n_folds": 2}, "explore": {"fold": 2}}, "explore.fold is 2, but split.n_folds = 2"),
         ({"tune": {"enabled": True, "fix_from_study": "nope"}}, "'nope', which is not an exploration study"),
         ({"tune": {"enabled": True, "search_space": [{"name": "train.learning_rate", "type": "float",
                                                       "min": 0.1, "max": 0.01}]}}, "needs min < max"),
