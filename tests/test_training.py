@@ -22,7 +22,7 @@ from imgclf.training import loop  # noqa: E402
 from imgclf.training.inputs import read_manifest  # noqa: E402
 from imgclf.training.loop import RunFiles  # noqa: E402
 from imgclf.training.models import ARCHITECTURES, build_model, get_backbone  # noqa: E402
-from imgclf.training.run import TrainingInputs, run_training  # noqa: E402
+from imgclf.training.run import run_training  # noqa: E402
 
 
 def cfg(**sections):
@@ -204,3 +204,15 @@ def test_balanced_class_weights():
     weights = class_weights(np.array([0] * 30 + [1] * 10), 2, "balanced")
     assert weights == pytest.approx({0: 40 / 60, 1: 40 / 20})
     assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def test_tensorboard_logs_hold_weight_histograms(fold, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import HISTOGRAMS, EventAccumulator
+    files = files_in(tmp_path / "tb")
+    files.tensorboard_dir = tmp_path / "tb" / "tensorboard"
+    run_training(cfg(train={"epochs": 2, "tensorboard_histogram_freq": 1}), fold, files, 16)
+    train_logs = files.tensorboard_dir / "train"
+    events = EventAccumulator(str(train_logs), size_guidance={HISTOGRAMS: 0})
+    events.Reload()
+    tags = events.Tags()["histograms"] or events.Tags()["tensors"]
+    assert any("conv1" in tag for tag in tags), tags
