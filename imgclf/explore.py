@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from scipy.stats import qmc
 
 from imgclf.config import check_model_config, validate_config

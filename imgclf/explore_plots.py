@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from imgclf.training.plots import plot_curve_columns  # noqa: E402
+
 
 def plot_study(summary: dict[str, Any], path: str | Path) -> None:
     """The objective of every point against its nuisance value, one series per scientific value.
@@ -50,26 +52,10 @@ def plot_study(summary: dict[str, Any], path: str | Path) -> None:
 
 def plot_best_curves(summary: dict[str, Any], histories: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Training curves of the best point of each scientific value, side by side."""
-    best = [b for b in summary["best"] if b["point"] is not None]
-    n = max(len(best), 1)
-    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6), squeeze=False)
-    for col, entry in enumerate(best):
-        history = histories[entry["point"]]
+    columns = []
+    for entry in (b for b in summary["best"] if b["point"] is not None):
         title = ", ".join(f"{k.split('.')[-1]}={entry[k]}" for k in summary["scientific"])
         nuisance = ", ".join(f"{k.split('.')[-1]}={entry[k]:.3g}" if isinstance(entry[k], float)
                              else f"{k.split('.')[-1]}={entry[k]}" for k in summary["nuisance"])
-        for row, metric in enumerate(("loss", "accuracy")):
-            ax = axes[row][col]
-            if metric in history:
-                ax.plot(history["epoch"], history[metric], "o-", ms=3, label="train")
-            if f"val_{metric}" in history:
-                ax.plot(history["epoch"], history[f"val_{metric}"], "s-", ms=3, label="validation")
-            ax.set_ylabel(metric)
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-            if row == 0:
-                ax.set_title(f"{title}\n{nuisance} ({entry['point']})", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        columns.append((f"{title}\n{nuisance} ({entry['point']})", histories[entry["point"]]))
+    plot_curve_columns(columns, path)

@@ -8,6 +8,7 @@ escape the root). Nothing here decodes an image.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,8 +345,6 @@ def join_metadata(
 
 def manifest_fingerprint(manifest: str | Path, root: str | Path, path_column: str) -> str:
     """Like :func:`listing_fingerprint`, for the files a manifest lists (and the manifest itself)."""
-    import hashlib
-
     digest = hashlib.sha256(Path(manifest).read_bytes() if Path(manifest).is_file() else b"absent")
     try:
         paths = _read_csv(Path(manifest), "data.manifest").get(path_column, pd.Series(dtype=str))
@@ -377,8 +376,6 @@ def listing_fingerprint(root: str | Path) -> str:
     Returns:
         A hex SHA-256 digest.
     """
-    import hashlib
-
     digest = hashlib.sha256()
     root = Path(root)
     if not root.is_dir():

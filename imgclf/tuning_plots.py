@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from imgclf.training.plots import plot_curve_columns  # noqa: E402
+
 
 def _higher_is_better(objective: str) -> bool:
     return objective.endswith("accuracy")
@@ -65,22 +67,8 @@ def plot_top_curves(table: pd.DataFrame, histories: dict[str, pd.DataFrame], obj
     """Training curves of the best ``top`` trials."""
     ranked = table.dropna(subset=[objective]).sort_values(objective, ascending=not _higher_is_better(objective))
     chosen = [t for t in ranked["trial"] if t in histories][:top]
-    n = max(len(chosen), 1)
-    fig, axes = plt.subplots(2, n, figsize=(4 * n, 5.6), squeeze=False)
-    for col, trial in enumerate(chosen):
-        history = histories[trial]
+    columns = []
+    for trial in chosen:
         value = float(ranked.loc[ranked["trial"] == trial, objective].iloc[0])
-        for row, metric in enumerate(("loss", "accuracy")):
-            ax = axes[row][col]
-            for prefix, label in (("", "train"), ("val_", "validation")):
-                if prefix + metric in history:
-                    ax.plot(history["epoch"], history[prefix + metric], "o-", ms=3, label=label)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-            if row == 0:
-                ax.set_title(f"trial {trial}: {objective} {value:.4f}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        columns.append((f"trial {trial}: {objective} {value:.4f}", histories[trial]))
+    plot_curve_columns(columns, path)

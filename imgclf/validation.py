@@ -29,6 +29,9 @@ from imgclf.sources import SourceListing
 INDEX_COLUMNS = ["path", "sha256", "label", "width", "height", "mode", "format",
                  "bit_depth", "exif_orientation", "phash"]
 
+#: Near-duplicate pairs listed by name in a finding (the count is always exact).
+MAX_PAIRS = 200
+
 #: What each file-level problem means, and what to do about it.
 FILE_PROBLEMS: dict[str, tuple[str, str]] = {
     "unreadable": ("cannot be read", "check the file's permissions"),
@@ -354,8 +357,6 @@ def _duplicate_findings(good: pd.DataFrame, options: ValidationOptions) -> list[
             hint=hint))
     return findings
 
-
-MAX_PAIRS = 200
 
 
 def _group_findings(good: pd.DataFrame, group_columns: list[str]) -> list[Finding]:

@@ -6,7 +6,6 @@ import sys
 # imgclf lives beside scripts/: importable from a venv, a conda env or a cluster node.
 sys.path.insert(0, os.path.dirname(snakemake.scriptdir))  # noqa: F821
 
-from pathlib import Path
 
 from imgclf.io import read_index, sha256_file, write_csv, write_json
 from imgclf.scripting import step

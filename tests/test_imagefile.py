@@ -1,6 +1,5 @@
 """Inspection of single files: every bad-input kind gets its problem code."""
 
-import io
 
 import numpy as np
 import pytest

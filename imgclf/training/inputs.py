@@ -7,7 +7,6 @@ an error, not a silent difference.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import tensorflow as tf
 import keras
 
 from imgclf.errors import ImgclfError
-from imgclf.io import read_index
+from imgclf.io import read_index, sha256_file
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
@@ -56,7 +55,7 @@ def read_manifest(path: str | Path, data_root: str | Path, class_names: list[str
         for rel, expected in zip(table["path"], table["sha256"]):
             full = root / rel
             try:
-                digest = hashlib.sha256(full.read_bytes()).hexdigest()
+                digest = sha256_file(full)
             except OSError:
                 missing.append(rel)
                 continue

@@ -45,6 +45,33 @@ def plot_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Non
     plt.close(fig)
 
 
+def plot_curve_columns(columns: list[tuple[str, pd.DataFrame]], path: str | Path) -> None:
+    """Several runs side by side: one column per run, loss above accuracy, train vs validation.
+
+    Args:
+        columns: (title, history) per run; a history has ``epoch``, ``loss``,
+            ``accuracy`` and their ``val_`` counterparts.
+        path: The PNG to write.
+    """
+    n = max(len(columns), 1)
+    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6), squeeze=False)
+    for col, (title, history) in enumerate(columns):
+        for row, metric in enumerate(("loss", "accuracy")):
+            ax = axes[row][col]
+            for prefix, label, marker in (("", "train", "o-"), ("val_", "validation", "s-")):
+                if prefix + metric in history:
+                    ax.plot(history["epoch"], history[prefix + metric], marker, ms=3, label=label)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            if row == 0:
+                ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def load_weight_samples(path: str | Path) -> tuple[dict[str, dict[int, np.ndarray]], list[dict]]:
     """Weight samples per ``layer/kernel|bias`` and epoch, and the change records."""
     samples: dict[str, dict[int, np.ndarray]] = {}

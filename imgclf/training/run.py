@@ -29,11 +29,6 @@ class TrainingInputs:
     data_root: Path
 
 
-def class_names_of(index_path: str | Path) -> list[str]:
-    """The classes, sorted: label ``i`` of the model is ``class_names[i]``."""
-    return sorted(read_index(index_path)["label"].unique())
-
-
 def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles, batch_size: int,
                  log: Any = None) -> dict[str, Any]:
     """Train the configured model on one fold and return its metrics.
