@@ -16,6 +16,7 @@ from imgclf.config import (
     validate_config,
 )
 from imgclf.explore import check_studies
+from imgclf.final import check_final
 from imgclf.search_space import check_tuning
 from imgclf.errors import ConfigError
 
@@ -43,6 +44,20 @@ include: "rules/data.smk"
 include: "rules/split.smk"
 include: "rules/explore.smk"
 include: "rules/tune.smk"
+include: "rules/final.smk"
+include: "rules/evaluate.smk"
+
+
+try:
+    # After the includes: the classes are read from the data the helpers locate.
+    check_final(config, get_class_names())
+except ConfigError as error:
+    sys.exit(f"imgclf: {error}")
+warn_if_unsealed()
+
+
+onsuccess:
+    print_stage_times()
 
 
 rule all:

@@ -157,13 +157,13 @@ def check_data_paths(config: dict[str, Any]) -> None:
 
 
 def check_folds(config: dict[str, Any]) -> None:
-    """The folds that exploration and tuning use must exist.
+    """The folds that exploration, tuning and the final trainings use must exist.
 
     Raises:
         ConfigError: Naming the key and the number of folds.
     """
     n_folds = config["split"]["n_folds"]
-    for key in ("explore", "tune"):
+    for key in ("explore", "tune", "final"):
         if config[key]["fold"] >= n_folds:
             raise ConfigError(f"{key}.fold is {config[key]['fold']}, but split.n_folds = {n_folds} "
                               f"makes folds 0 to {n_folds - 1}", f"set {key}.fold below {n_folds}")

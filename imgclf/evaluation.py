@@ -1,7 +1,8 @@
 """Test-set metrics, their aggregation over seeds, and the user's targets.
 
 Pure functions on labels and predicted probabilities: the evaluation rule
-(issue 4) reads the sealed test manifest, predicts, and calls these.
+reads the sealed test manifest, predicts, and calls these; the summary rule
+aggregates the seeds' metrics and checks the user's targets.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
@@ -154,8 +156,12 @@ def target_metric_name(target: dict[str, Any]) -> str:
     return f"per_class.{target['class']}.{metric}" if metric in PER_CLASS_METRICS else metric
 
 
-def check_target_definitions(targets: list[dict[str, Any]], class_names: list[str]) -> None:
+def check_target_definitions(targets: list[dict[str, Any]], class_names: list[str] | None) -> None:
     """Refuse targets that can never be evaluated, before any training.
+
+    Args:
+        targets: The ``targets`` config section.
+        class_names: The data's classes; None checks everything but the class names.
 
     Raises:
         ConfigError: Unknown metric, missing or unknown class, no bound, or contradictory bounds.
@@ -169,10 +175,11 @@ def check_target_definitions(targets: list[dict[str, Any]], class_names: list[st
         if metric in PER_CLASS_METRICS:
             if target.get("class") is None:
                 raise ConfigError(f"{where}: {metric} is a per-class metric and needs a class",
-                                  f"add class: one of {', '.join(class_names)}")
-            if str(target["class"]) not in class_names:
-                raise ConfigError(f"{where}: class {target['class']!r} does not exist",
-                                  f"the classes are {', '.join(class_names)}")
+                                  "add class: the name of one of the data's classes")
+            if class_names is not None and str(target["class"]) not in class_names:
+                raise ConfigError(f"{where}: class {target['class']!r} does not exist in the data "
+                                  f"(its classes: {', '.join(class_names)})",
+                                  "name one of these classes, quoted, as in class: \"3\"")
         elif target.get("class") is not None:
             raise ConfigError(f"{where}: {metric} is not per class; remove class")
         low, high = target.get("min"), target.get("max")
@@ -225,3 +232,142 @@ def median_seed(per_seed_value: dict[int, float], higher_is_better: bool = True)
         raise ValueError("no seed to choose from")
     ordered = sorted(per_seed_value.items(), key=lambda kv: (kv[1] if higher_is_better else -kv[1], -kv[0]))
     return ordered[len(ordered) // 2][0]
+
+
+def predictions_table(table: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray,
+                      class_names: list[str]) -> pd.DataFrame:
+    """One row per test image: path, label, predicted class, confidence, probabilities.
+
+    Args:
+        table: The test manifest (path, label and, when present, group).
+        y_true: True class indices, in the manifest's order.
+        proba: Predicted probabilities, in the manifest's order.
+        class_names: The classes, in index order.
+    """
+    predicted = proba.argmax(axis=1)
+    result = pd.DataFrame({"path": table["path"].to_numpy(), "label": table["label"].to_numpy()})
+    if "group" in table.columns:
+        result["group"] = table["group"].to_numpy()
+    result["predicted"] = [class_names[i] for i in predicted]
+    result["correct"] = predicted == np.asarray(y_true)
+    result["confidence"] = proba.max(axis=1).round(6)
+    for i, name in enumerate(class_names):
+        result[f"p_{name}"] = proba[:, i].round(6)
+    return result
+
+
+def choose_deployed(validation: dict[int, float], monitor: str, rule: str) -> dict[str, Any]:
+    """The final model copied to ``results/model/``, chosen without the test set.
+
+    Args:
+        validation: Each seed's best validation value of ``monitor``.
+        monitor: The metric (``val_loss`` is lower-is-better).
+        rule: ``median_validation`` or ``best_validation``.
+
+    Returns:
+        ``seed``, ``rule``, ``monitor``, ``value`` and a sentence saying why.
+    """
+    higher = not monitor.endswith("loss")
+    if rule == "median_validation":
+        seed = median_seed(validation, higher_is_better=higher)
+        why = (f"median {monitor} over {len(validation)} seeds: a typical model, neither the luckiest "
+               "nor the worst; chosen on validation, never on the test set")
+    elif rule == "best_validation":
+        seed = (max if higher else min)(sorted(validation), key=validation.__getitem__)
+        why = f"best {monitor} over {len(validation)} seeds; chosen on validation, never on the test set"
+    else:
+        raise ConfigError(f"unknown evaluation.deploy {rule!r}", "use median_validation or best_validation")
+    return {"seed": int(seed), "rule": rule, "monitor": monitor, "value": float(validation[seed]), "why": why}
+
+
+def summarize_evaluation(per_seed: dict[int, dict[str, Any]], targets: list[dict[str, Any]],
+                         class_names: list[str], confidence: float) -> dict[str, Any]:
+    """Across the final models: every metric's mean, std and interval, and the targets.
+
+    Args:
+        per_seed: Each seed's evaluation (``metrics`` from :func:`classification_metrics`,
+            ``seal`` the seal event, ``fold``).
+        targets: The ``targets`` config section.
+        class_names: The classes (targets on unknown classes are refused).
+        confidence: Level of the intervals.
+
+    Returns:
+        JSON-ready: ``seeds``, ``aggregate`` (by dotted metric name), ``targets``
+        (each met or not), ``all_targets_met``, ``confusion_matrix`` (summed over
+        seeds) and ``reevaluations`` (every evaluation after a seal was lifted,
+        from the seals' histories: it stays on record in later runs).
+    """
+    check_target_definitions(targets, class_names)
+    metrics = {seed: e["metrics"] for seed, e in per_seed.items()}
+    aggregate = aggregate_over_seeds(metrics, confidence)
+    checked = check_targets(targets, aggregate)
+    summed = np.sum([np.asarray(m["confusion_matrix"]) for m in metrics.values()], axis=0)
+    # Every time a model's seal was lifted, now or in an earlier run: the record stays.
+    reevaluations = [{"seed": seed, **event} for seed, e in sorted(per_seed.items())
+                     for event in e["seal"].get("unsealed", [])]
+    return {"seeds": sorted(per_seed), "n_test": next(iter(metrics.values()))["n"] if metrics else 0,
+            "confidence": confidence, "classes": class_names, "aggregate": aggregate, "targets": checked,
+            "all_targets_met": all(t["met"] for t in checked) if checked else None,
+            "all_targets_met_with_confidence": (all(t["met_with_confidence"] for t in checked)
+                                                if checked else None),
+            "confusion_matrix": summed.tolist(), "folds": {str(s): e.get("fold") for s, e in per_seed.items()},
+            "reevaluations": reevaluations}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _verdict(flag: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "n/a"}[flag]
+
+
+def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None = None) -> str:
+    """The test results as Markdown: targets first, then headline and per-class metrics."""
+    level = f"{100 * summary['confidence']:.0f}%"
+    seeds = summary["seeds"]
+    lines = [f"# Test evaluation ({len(seeds)} final models, seeds {', '.join(map(str, seeds))}; "
+             f"{summary['n_test']} test images)", ""]
+    if summary["reevaluations"]:
+        lines += ["> **Warning: the sealed test set was evaluated again after upstream decisions changed.**",
+                  "> These figures are no longer an unbiased estimate (PRACTICES.md section 3).", ">"]
+        for event in summary["reevaluations"]:
+            keys = ", ".join(c["key"] for c in event["changes"][:5])
+            lines.append(f"> seed {event['seed']} ({event.get('at', '')}): reason given: "
+                         f"\"{event['reason']}\"; changed: {keys}")
+        lines.append("")
+    lines += ["## Targets", ""]
+    if not summary["targets"]:
+        lines += ["No target is configured (config `targets:`).", ""]
+    else:
+        verdict = "all met" if summary["all_targets_met"] else "NOT all met"
+        lines += [f"Targets {verdict} by the mean; "
+                  + ("all" if summary["all_targets_met_with_confidence"] else "not all")
+                  + f" met with {level} confidence (the whole interval within bounds).", "",
+                  f"| target | mean | std | {level} interval | met | met with confidence |",
+                  "|---|---|---|---|---|---|"]
+        for t in summary["targets"]:
+            bound = " and ".join(x for x in (f">= {t['min']}" if t.get("min") is not None else "",
+                                             f"<= {t['max']}" if t.get("max") is not None else "") if x)
+            interval = (f"[{_fmt(t.get('low'))}, {_fmt(t.get('high'))}]" if t.get("low") is not None else "n/a")
+            lines.append(f"| {t['metric_name']} {bound} | {_fmt(t.get('mean'))} | {_fmt(t.get('std'))} | "
+                         f"{interval} | {_verdict(t['met'])} | {_verdict(t['met_with_confidence'])} |")
+        lines.append("")
+    lines += ["## Metrics over seeds", "", f"| metric | mean | std | {level} interval |", "|---|---|---|---|"]
+    for name, m in summary["aggregate"].items():
+        if name.startswith("per_class."):
+            continue
+        lines.append(f"| {name} | {_fmt(m['mean'])} | {_fmt(m['std'])} | [{_fmt(m['low'])}, {_fmt(m['high'])}] |")
+    lines += ["", "## Per class (mean over seeds)", "",
+              "| class | precision | recall (sensitivity) | specificity | F1 | ROC AUC |", "|---|---|---|---|---|---|"]
+    for name in summary["classes"]:
+        def mean(key: str) -> str:
+            entry = summary["aggregate"].get(f"per_class.{name}.{key}")
+            return _fmt(entry["mean"]) if entry else "n/a"
+        lines.append(f"| {name} | {mean('precision')} | {mean('recall')} | {mean('specificity')} | "
+                     f"{mean('f1')} | {mean('roc_auc')} |")
+    if deployed:
+        lines += ["", "## Deployed model", "",
+                  f"Seed {deployed['seed']} ({deployed['rule']}: {deployed['why']}), "
+                  f"{deployed['monitor']} {deployed['value']:.4f}; copied to results/model/."]
+    return "\n".join(lines) + "\n"

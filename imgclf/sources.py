@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -391,3 +392,33 @@ def listing_fingerprint(root: str | Path) -> str:
                 size = -1
             digest.update(os.fsencode(os.path.relpath(full, root)) + b"\0" + str(size).encode() + b"\n")
     return digest.hexdigest()
+
+
+def source_class_names(data: dict[str, Any], root: str | Path) -> list[str] | None:
+    """The classes of the configured data, read cheaply when the workflow loads.
+
+    Used to refuse a target on a class that does not exist before any job runs.
+    Validation may still drop a class (all its files bad); the evaluation
+    checks the targets again against the index.
+
+    Args:
+        data: The ``data`` config section.
+        root: The data root (ignored for the digits).
+
+    Returns:
+        Sorted class names, or None when they cannot be read (validation will say why).
+    """
+    if data["source"] == "digits":
+        return [str(d) for d in range(10)]
+    if data["source"] == "folder":
+        base = Path(root)
+        if not base.is_dir():
+            return None
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        table = _read_csv(Path(data["manifest"]), "data.manifest")
+    except ImgclfError:
+        return None
+    if data["label_column"] not in table.columns:
+        return None
+    return sorted({str(v).strip() for v in table[data["label_column"]].dropna() if str(v).strip()})

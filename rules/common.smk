@@ -1,4 +1,5 @@
 # Helper functions of the workflow, named for what they return.
+import sys
 from pathlib import Path
 
 DIGITS_FOLDER = "results/default_data/digits"
@@ -149,10 +150,94 @@ def get_final_output():
         "results/data/index.csv",
         "results/data/validation.json",
         "results/data/validation.md",
-        "results/splits/test.csv",
+        # Not the test manifest: only the evaluation asks for it.
         *get_fold_manifests("train"),
         *get_fold_manifests("val"),
         "results/splits/split.json",
         *get_exploration_output(),
         *get_tuning_output(),
+        *get_evaluation_output(),
     ]
+
+
+def get_final_seeds():
+    """The seeds of the final trainings."""
+    from imgclf.final import final_seeds
+
+    return final_seeds(config)
+
+
+def get_final_input(wildcards):
+    """What a final training reads: its fold, the batch size and the tuning result."""
+    from imgclf.final import final_fold
+
+    fold = final_fold(config, int(wildcards.seed))
+    inputs = {
+        "index": "results/data/index.csv",
+        "train": f"results/splits/fold_{fold}/train.csv",
+        "val": f"results/splits/fold_{fold}/val.csv",
+        "data_root": get_data_root(),
+    }
+    if config["train"]["batch_size"] == "auto":
+        inputs["batch_size"] = "results/train/batch_size.json"
+    if config["tune"]["enabled"]:
+        inputs["best_hyperparameters"] = "results/tune/best_hyperparameters.json"
+    return inputs
+
+
+def get_final_config(wildcards):
+    """The config sections a final training reads, with its seed: a change elsewhere
+    (targets, evaluation, later stages) does not retrain."""
+    from imgclf.final import training_config
+
+    return training_config(config, int(wildcards.seed))
+
+
+def get_final_fold(wildcards):
+    """The fold a final training uses."""
+    from imgclf.final import final_fold
+
+    return final_fold(config, int(wildcards.seed))
+
+
+def get_final_files(filename):
+    """One file of every final training, or of every test evaluation."""
+    return [filename.format(seed=seed) for seed in get_final_seeds()]
+
+
+def get_evaluation_output():
+    """The final models, their test evaluation, its summary and the deployed model."""
+    return [
+        *get_final_files("results/final/seed_{seed}/model.keras"),
+        *get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        "results/evaluate/summary.json",
+        "results/evaluate/summary.md",
+        "results/model/model.keras",
+        "results/model/model.json",
+    ]
+
+
+def warn_if_unsealed():
+    """A loud banner when the sealed test set may be evaluated again."""
+    reason = config["evaluation"]["unseal_reason"]
+    if reason:
+        print(
+            "imgclf: WARNING: evaluation.unseal_reason is set: final models whose decisions changed "
+            "since their test evaluation will be retrained and evaluated on the test set again. "
+            f"Reason recorded: {reason!r}. Remove it once done.",
+            file=sys.stderr,
+        )
+
+
+def get_class_names():
+    """The data's classes, read cheaply at load time (None when unreadable)."""
+    from imgclf.sources import source_class_names
+
+    return source_class_names(config["data"], get_data_root())
+
+
+def print_stage_times():
+    """Each stage's job time, from the benchmark files of the last run of each job."""
+    from imgclf.timing import stage_times, stage_times_table
+
+    print(stage_times_table(stage_times("logs/benchmarks")), file=sys.stderr)

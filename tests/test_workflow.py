@@ -18,6 +18,9 @@ def write_config(workdir: Path, config: dict) -> Path:
     return path
 
 
+#: Targets of the tests about data and split: the default target would train.
+UNTIL_SPLIT = ("results/data/validation.md", "results/splits/split.json")
+
 SPLIT_FILES = ["test.csv", "split.json"] + [f"fold_{k}/{s}.csv" for k in range(3) for s in ("train", "val")]
 
 
@@ -40,7 +43,7 @@ def digits_run(tmp_path_factory):
         config = write_config(workdir, {"data": {"source": "digits", "digits": {"size": 16},
                                                  "image_size": [16, 16]}, "split": {"n_folds": 3},
                                         "explore": {"studies": []}})
-        result = run_snakemake(workdir, "--configfile", str(config))
+        result = run_snakemake(workdir, *UNTIL_SPLIT, "--configfile", str(config))
         assert result.returncode == 0, result.stderr[-3000:]
         runs.append(workdir)
     return runs
@@ -68,12 +71,12 @@ def test_changed_seed_rewrites_the_manifests_and_rerun_is_a_no_op(digits_run, tm
     workdir = tmp_path / "copy"
     shutil.copytree(digits_run[0], workdir, symlinks=True)
     config = workdir / "config.yaml"
-    result = run_snakemake(workdir, "--configfile", str(config), "--dry-run")
+    result = run_snakemake(workdir, *UNTIL_SPLIT, "--configfile", str(config), "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
     before = snapshot(workdir)
-    result = run_snakemake(workdir, "--configfile", str(config), "--config", "seed=7")
+    result = run_snakemake(workdir, *UNTIL_SPLIT, "--configfile", str(config), "--config", "seed=7")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert jobs_run(result.stderr) == {"split_data", "all"}
+    assert jobs_run(result.stderr) == {"split_data"}
     after = snapshot(workdir)
     assert after["test.csv"] != before["test.csv"]
 
@@ -114,7 +117,7 @@ def test_bad_data_fails_the_workflow_naming_the_files_and_writes_no_outputs(tmp_
     # Dropping bad files lets the run go on, and the report says what was dropped.
     config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
                                      "validation": {"on_bad_file": "drop"}, "split": {"n_folds": 2}})
-    result = run_snakemake(tmp_path, "--configfile", str(config))
+    result = run_snakemake(tmp_path, *UNTIL_SPLIT, "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dog/broken.jpg" in (tmp_path / "results/data/validation.md").read_text()
     assert "broken" not in (tmp_path / "results/data/index.csv").read_text()
@@ -124,12 +127,12 @@ def test_an_image_added_to_a_class_folder_reruns_validation(tmp_path):
     root = make_folder(tmp_path / "images", {"cat": 12, "dog": 12})
     config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
                                      "split": {"n_folds": 2}})
-    assert run_snakemake(tmp_path, "--configfile", str(config)).returncode == 0
-    dry = run_snakemake(tmp_path, "--configfile", str(config), "--dry-run")
+    assert run_snakemake(tmp_path, *UNTIL_SPLIT, "--configfile", str(config)).returncode == 0
+    dry = run_snakemake(tmp_path, *UNTIL_SPLIT, "--configfile", str(config), "--dry-run")
     assert "Nothing to be done" in dry.stdout + dry.stderr
     make_folder(root, {"dog": 1}, start_seed=500)  # dog_000.png replaced by a new image
     (root / "dog" / "dog_000.png").rename(root / "dog" / "new_dog.png")
-    result = run_snakemake(tmp_path, "--configfile", str(config))
+    result = run_snakemake(tmp_path, *UNTIL_SPLIT, "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     assert {"validate_data", "split_data"} <= jobs_run(result.stderr)
     assert "dog/new_dog.png" in (tmp_path / "results/data/index.csv").read_text()
@@ -148,10 +151,10 @@ def test_a_changed_validation_setting_reruns_validation(tmp_path):
     root = make_folder(tmp_path / "images", {"cat": 12, "dog": 12})
     config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
                                      "split": {"n_folds": 2}})
-    assert run_snakemake(tmp_path, "--configfile", str(config)).returncode == 0
+    assert run_snakemake(tmp_path, *UNTIL_SPLIT, "--configfile", str(config)).returncode == 0
     config = write_config(tmp_path, {"data": {"source": "folder", "root": str(root)},
                                      "split": {"n_folds": 2}, "validation": {"min_images_per_class": 50}})
-    result = run_snakemake(tmp_path, "--configfile", str(config))
+    result = run_snakemake(tmp_path, *UNTIL_SPLIT, "--configfile", str(config))
     assert result.returncode != 0
     assert "class_too_small" in result.stderr
 
@@ -168,7 +171,7 @@ def test_exploration_study_runs_end_to_end(tmp_path):
             "scientific": {"train.optimizer": ["adam", "sgd"]},
             "nuisance": {"train.learning_rate": {"min": 0.001, "max": 0.05, "samples": 2}},
             "fixed": {"train.epochs": 2}}]}})
-    result = run_snakemake(tmp_path, "--configfile", str(config))
+    result = run_snakemake(tmp_path, "results/explore/opt/summary.md", "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-4000:]
     assert jobs_run(result.stderr) >= {"probe_batch_size", "explore_point", "explore_summary"}
     assert result.stderr.count("Finished jobid") >= 4 + 1 + 1
@@ -211,26 +214,163 @@ def test_bad_study_and_model_settings_stop_before_any_job(tmp_path):
         assert message in result.stderr, (message, result.stderr[-2000:])
 
 
-def test_tuning_builds_on_the_exploration_winner(tmp_path):
-    config = write_config(tmp_path, {
-        "data": {"source": "digits", "digits": {"size": 16}, "image_size": [16, 16]},
-        "split": {"n_folds": 2},
-        "train": {"batch_size": 32, "epochs": 1, "tensorboard_histogram_freq": 0},
-        "explore": {"studies": [{"name": "opt", "question": "Which optimizer?",
-                                 "scientific": {"train.optimizer": ["adam", "sgd"]},
-                                 "nuisance": {"train.learning_rate": [0.01]}}]},
-        "tune": {"enabled": True, "max_trials": 2, "epochs": 1, "data_fraction": 0.5,
-                 "fix_from_study": "opt",
-                 "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]}})
-    result = run_snakemake(tmp_path, "--configfile", str(config))
+PIPELINE_CONFIG = {
+    "data": {"source": "digits", "digits": {"size": 16}, "image_size": [16, 16]},
+    "split": {"n_folds": 2},
+    "train": {"batch_size": 32, "epochs": 1, "tensorboard_histogram_freq": 0},
+    "explore": {"studies": [{"name": "opt", "question": "Which optimizer?",
+                             "scientific": {"train.optimizer": ["adam", "sgd"]},
+                             "nuisance": {"train.learning_rate": [0.01]}}]},
+    "tune": {"enabled": True, "max_trials": 2, "epochs": 1, "data_fraction": 0.5,
+             "fix_from_study": "opt",
+             "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]},
+    "final": {"n_seeds": 2, "folds": "rotate"},
+    "targets": [{"metric": "accuracy", "min": 0.2}, {"metric": "ece", "max": 0.0}],
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """The whole default target on tiny digits: exploration, tuning, 2 final seeds, evaluation."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    config = write_config(workdir, PIPELINE_CONFIG)
+    result = run_snakemake(workdir, "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-4000:]
-    best = json.loads((tmp_path / "results/tune/best_hyperparameters.json").read_text())
-    winner = json.loads((tmp_path / "results/explore/opt/summary.json").read_text())["winner"]
+    return workdir, config, result.stderr
+
+
+def job_inputs(log: str) -> list[tuple[str, list[str]]]:
+    """(rule, input files) of every job in a Snakemake log."""
+    jobs = []
+    for block in log.split("\n\n"):
+        lines = block.strip().splitlines()
+        rule = next((line.split()[-1].rstrip(":") for line in lines if line.rstrip().endswith(":")
+                     and line.split()[0] in ("rule", "localrule")), None)
+        if rule:
+            inputs = next((line.split(":", 1)[1] for line in lines if line.strip().startswith("input:")), "")
+            jobs.append((rule, [p.strip() for p in inputs.split(",") if p.strip()]))
+    return jobs
+
+
+def test_tuning_builds_on_the_exploration_winner(pipeline_run):
+    workdir, config, _ = pipeline_run
+    best = json.loads((workdir / "results/tune/best_hyperparameters.json").read_text())
+    winner = json.loads((workdir / "results/explore/opt/summary.json").read_text())["winner"]
     assert best["fixed_from_study"]["train.optimizer"] == winner["train.optimizer"]
     assert set(best["hyperparameters"]) == {"model.dropout"} and best["trials"] == 2
-    trials = (tmp_path / "results/tune/trials.csv").read_text().splitlines()
+    trials = (workdir / "results/tune/trials.csv").read_text().splitlines()
     assert len(trials) == 3 and "model.dropout" in trials[0]
     for name in ("objective_per_trial.png", "hyperparameters.png", "top_trials_curves.png"):
-        assert (tmp_path / "results/tune" / name).stat().st_size > 0
-    dry = run_snakemake(tmp_path, "--configfile", str(config), "--dry-run")
+        assert (workdir / "results/tune" / name).stat().st_size > 0
+    dry = run_snakemake(workdir, "--configfile", str(config), "--dry-run")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_final_trainings_fan_out_over_seeds_as_separate_jobs(pipeline_run):
+    workdir, _, log = pipeline_run
+    jobs = job_inputs(log)
+    finals = [inputs for rule, inputs in jobs if rule == "final_train"]
+    assert len(finals) == 2
+    # folds: rotate: seed 42 on fold 0, seed 43 on fold 1, each its own job.
+    assert {next(p for p in inputs if p.endswith("train.csv")) for inputs in finals} == {
+        "results/splits/fold_0/train.csv", "results/splits/fold_1/train.csv"}
+    best = json.loads((workdir / "results/tune/best_hyperparameters.json").read_text())
+    for seed, fold in ((42, 0), (43, 1)):
+        run = workdir / f"results/final/seed_{seed}"
+        for name in ("model.keras", "history.csv", "curves.png", "weight_histograms.png"):
+            assert (run / name).stat().st_size > 0, name
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["seed"] == seed and metrics["fold"] == fold
+        assert metrics["applied"]["model.dropout"] == best["hyperparameters"]["model.dropout"]
+        assert metrics["decisions"]["config"]["seed"] == seed
+
+
+def test_test_evaluation_checks_targets_and_deploys_the_median_model(pipeline_run):
+    workdir, _, log = pipeline_run
+    summary = json.loads((workdir / "results/evaluate/summary.json").read_text())
+    assert summary["seeds"] == [42, 43] and summary["n_test"] > 300
+    assert [t["met"] for t in summary["targets"]] == [True, False] and summary["all_targets_met"] is False
+    accuracy = summary["aggregate"]["accuracy"]
+    values = list(accuracy["values"].values())
+    assert accuracy["mean"] == pytest.approx(sum(values) / 2) and accuracy["low"] < accuracy["mean"]
+    for seed in (42, 43):
+        evaluation = json.loads((workdir / f"results/evaluate/seed_{seed}/metrics.json").read_text())
+        assert evaluation["seal"]["status"] == "first"
+        predictions = (workdir / f"results/evaluate/seed_{seed}/predictions.csv").read_text().splitlines()
+        assert predictions[0].startswith("path,label,group,predicted,correct,confidence,p_0,")
+        assert len(predictions) - 1 == summary["n_test"]
+    markdown = (workdir / "results/evaluate/summary.md").read_text()
+    assert "| ece <= 0.0 |" in markdown and "NOT all met" in markdown
+    card = json.loads((workdir / "results/model/model.json").read_text())
+    assert card["chosen"]["rule"] == "median_validation" and card["chosen"]["seed"] in (42, 43)
+    source = workdir / f"results/final/seed_{card['chosen']['seed']}/model.keras"
+    assert (workdir / "results/model/model.keras").read_bytes() == source.read_bytes()
+    assert "target ece (min None, max 0.0)" in log and "NOT MET" in log
+    assert "time per stage" in log and "final" in log.split("time per stage", 1)[1]
+
+
+def test_only_the_evaluation_rule_reads_the_test_manifest(pipeline_run):
+    _, _, log = pipeline_run
+    jobs = job_inputs(log)
+    readers = {rule for rule, inputs in jobs if "results/splits/test.csv" in inputs}
+    assert readers == {"evaluate_model"}
+    assert {rule for rule, _ in jobs} >= {"split_data", "explore_point", "tune", "final_train", "deploy_model"}
+    # And no script or library module opens it by another route.
+    for path in [*(REPO / "scripts").glob("*.py"), *(REPO / "imgclf").rglob("*.py")]:
+        text = path.read_text()
+        if path.name != "evaluate_model.py":
+            assert "input.test" not in text and "test.csv" not in text, path
+    rules = {p.name: p.read_text() for p in (REPO / "rules").glob("*.smk")}
+    assert {name for name, text in rules.items() if "splits/test.csv" in text} == {"split.smk", "evaluate.smk"}
+
+
+def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(pipeline_run[0], workdir, symlinks=True)
+    model = workdir / "results/final/seed_42/model.keras"
+    sealed_model = model.read_bytes()
+    changed = {**PIPELINE_CONFIG, "final": {**PIPELINE_CONFIG["final"], "epochs": 2}}
+    config = write_config(workdir, changed)
+    result = run_snakemake(workdir, "--configfile", str(config))
+    assert result.returncode != 0
+    assert "the test set is sealed: final model seed 42" in result.stderr
+    assert "config.train.epochs: 1 -> 2" in result.stderr and "evaluation.unseal_reason" in result.stderr
+    assert model.read_bytes() == sealed_model  # refused before the training could replace it
+    # With a reason: loud warning, retrained, evaluated again, and on record.
+    unsealed = {**changed, "evaluation": {"unseal_reason": "a reviewer asked for two epochs"}}
+    config = write_config(workdir, unsealed)
+    result = run_snakemake(workdir, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "WARNING: evaluation.unseal_reason is set" in result.stderr
+    assert "TEST SET UNSEALED for seed 42" in result.stderr
+    events = [json.loads(line) for line in (workdir / "results/sealed_test/events.jsonl").read_text().splitlines()]
+    assert sorted((e["seed"], e["status"]) for e in events) == [(42, "first"), (42, "unsealed"),
+                                                                 (43, "first"), (43, "unsealed")]
+    assert all(e["reason"] == "a reviewer asked for two epochs" for e in events if e["status"] == "unsealed")
+    # The record stays after the reason is removed and the summary is rebuilt.
+    config = write_config(workdir, {**changed, "targets": [{"metric": "accuracy", "min": 0.1}]})
+    result = run_snakemake(workdir, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert jobs_run(result.stderr) == {"evaluation_summary", "deploy_model", "all"}
+    markdown = (workdir / "results/evaluate/summary.md").read_text()
+    assert "Warning: the sealed test set was evaluated again" in markdown
+    assert 'reason given: "a reviewer asked for two epochs"; changed: config.train.epochs' in markdown
+
+
+def test_bad_targets_and_final_settings_stop_before_any_job(tmp_path):
+    cases = [
+        ({"targets": [{"metric": "recall", "class": "eleven", "min": 0.9}]},
+         "targets[0]: class 'eleven' does not exist in the data (its classes: 0, 1, 2"),
+        ({"targets": [{"metric": "sensitivity", "min": 0.9}]}, "needs a class"),
+        ({"targets": [{"metric": "auc", "min": 0.9}]}, "targets.0.metric"),
+        ({"split": {"n_folds": 1}, "final": {"folds": "rotate"}}, "nothing to rotate over"),
+        ({"split": {"n_folds": 2}, "final": {"fold": 3}}, "final.fold is 3"),
+        ({"final": {"n_seeds": 0}}, "final.n_seeds"),
+        ({"tune": {"enabled": True, "max_trials": 0}}, "tune.max_trials"),
+    ]
+    for overrides, message in cases:
+        config = write_config(tmp_path, overrides)
+        result = run_snakemake(tmp_path, "--configfile", str(config), "--dry-run")
+        assert result.returncode != 0, overrides
+        assert message in result.stderr, (message, result.stderr[-2000:])
+        assert not (tmp_path / "results").exists()

@@ -60,6 +60,7 @@ class RunFiles:
     weight_samples: Path
     resume_dir: Path
     tensorboard_dir: Path | None = None
+    model: Path | None = None  # the whole model (.keras) with its best weights, when wanted
 
 
 @dataclass

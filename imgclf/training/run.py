@@ -74,6 +74,8 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
                           train_data, val_data, train_config, files, settings, weights, seed, log)
     if result.status == "diverged" and train_config["on_divergence"] == "fail":
         raise ImgclfError(result.message, "see the curves and weight histograms of this run")
+    if files.model is not None:
+        model.save(files.model)
     history = result.history
     best_row = {}
     if result.best_epoch is not None and not history.empty:

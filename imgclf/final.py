@@ -1,0 +1,110 @@
+"""Final trainings and the sealed test set: what needs no TensorFlow.
+
+The final trainings retrain the chosen configuration once per seed. Their
+config is the experiment's ``seed``/``data``/``model``/``train`` sections
+with the tuning result applied (the exploration winner the search started
+from, then the best trial's values). The *decisions* behind a final model
+are that config and the manifests it trains and validates on; their hash is
+what seals the test set (:mod:`imgclf.seal`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from imgclf.config import check_model_config, validate_config
+from imgclf.errors import ConfigError
+from imgclf.evaluation import check_target_definitions
+from imgclf.explore import set_dotted
+
+#: The config sections a training run reads: only these are rule params, so that
+#: changing a later stage's settings does not rerun trainings.
+TRAINING_SECTIONS = ("seed", "data", "model", "train")
+
+
+def final_seeds(config: dict[str, Any]) -> list[int]:
+    """The seeds of the final trainings: ``final.seeds``, or seed, seed+1, ..."""
+    final = config["final"]
+    if final["seeds"]:
+        return [int(s) for s in final["seeds"]]
+    return [config["seed"] + i for i in range(final["n_seeds"])]
+
+
+def final_fold(config: dict[str, Any], seed: int) -> int:
+    """The fold a final training uses: ``final.fold``, or the seed's rank modulo the folds."""
+    final = config["final"]
+    if final["folds"] == "one":
+        return final["fold"]
+    return final_seeds(config).index(seed) % config["split"]["n_folds"]
+
+
+def training_config(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The part of the config a final training reads, with its own seed and epochs."""
+    result = {key: copy.deepcopy(config[key]) for key in TRAINING_SECTIONS}
+    result["seed"] = seed
+    if config["final"]["epochs"] is not None:
+        result["train"]["epochs"] = config["final"]["epochs"]
+    return result
+
+
+def apply_tuning_result(config: dict[str, Any], best: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A final training's config with the tuning result applied.
+
+    Args:
+        config: A :func:`training_config`.
+        best: The content of ``best_hyperparameters.json``, or None without tuning.
+
+    Returns:
+        The config (validated) and the values applied, by dotted key. Epochs
+        stay the final training's own: tuning's shorter budget is not one of
+        its decisions.
+    """
+    if not best:
+        return config, {}
+    values = {**best.get("fixed_from_study", {}), **best.get("hyperparameters", {})}
+    values.pop("train.epochs", None)
+    result = copy.deepcopy(config)
+    for key, value in values.items():
+        try:
+            set_dotted(result, key, value)
+        except KeyError:
+            raise ConfigError(f"best_hyperparameters.json sets {key!r}, which is not a config key",
+                              "rerun tuning with the current config") from None
+    validate_config(result, source="the final training config")
+    check_model_config(result, source="the final training config")
+    return result, values
+
+
+def decisions(config: dict[str, Any], train_manifest: str | Path, val_manifest: str | Path) -> dict[str, Any]:
+    """What a final model was decided from: its config and its manifests' hashes."""
+    return {"config": config,
+            "train_manifest_sha256": hashlib.sha256(Path(train_manifest).read_bytes()).hexdigest(),
+            "val_manifest_sha256": hashlib.sha256(Path(val_manifest).read_bytes()).hexdigest()}
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """A stable hash of a JSON-ready record."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_final(config: dict[str, Any], class_names: list[str] | None) -> None:
+    """Load-time checks of the final trainings and the targets.
+
+    Args:
+        config: The validated config.
+        class_names: The data's classes, when they can be read cheaply (None: the
+            evaluation checks them once the index exists).
+
+    Raises:
+        ConfigError: Naming the key at fault.
+    """
+    final = config["final"]
+    n_folds = config["split"]["n_folds"]
+    if final["folds"] == "rotate" and n_folds == 1:
+        raise ConfigError("final.folds is rotate, but split.n_folds is 1: there is nothing to rotate over",
+                          "set final.folds: one, or split.n_folds to 2 or more")
+    check_target_definitions(config["targets"], class_names)

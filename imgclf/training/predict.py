@@ -1,0 +1,40 @@
+"""Loading a saved final model and predicting a manifest's images.
+
+Call :func:`imgclf.training.runtime.configure` before importing this module
+(it imports TensorFlow).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from imgclf.errors import ImgclfError
+from imgclf.training import models  # noqa: F401  (registers the custom layers for loading)
+from imgclf.training.inputs import Manifest, make_dataset
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """A saved ``model.keras``, without its training state (inference only).
+
+    Raises:
+        ImgclfError: The file is missing or not a Keras model.
+    """
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except (OSError, ValueError) as exc:
+        raise ImgclfError(f"{path} cannot be loaded as a Keras model: {exc}",
+                          "rerun its final training (snakemake --forcerun final_train)") from None
+
+
+def predict_proba(model: keras.Model, manifest: Manifest, image_size: tuple[int, int], channels: int,
+                  batch_size: int) -> np.ndarray:
+    """Class probabilities of every image of the manifest, in its order."""
+    data = make_dataset(manifest, image_size, channels, batch_size, training=False, seed=0, cache=False)
+    proba = model.predict(data, verbose=0).astype(np.float64)
+    if proba.shape[0] != len(manifest.paths):
+        raise ImgclfError(f"the model returned {proba.shape[0]} predictions for {len(manifest.paths)} images")
+    # Softmax output in float32: renormalise so that the rows sum to 1 in float64.
+    return proba / proba.sum(axis=1, keepdims=True)

@@ -1,0 +1,72 @@
+# The sealed test evaluation: each final model evaluated once on the test
+# manifest (evaluate_model is the only job that reads results/splits/test.csv),
+# then the seeds aggregated, the targets checked and one model deployed.
+
+
+rule evaluate_model:
+    input:
+        model="results/final/seed_{seed}/model.keras",
+        training="results/final/seed_{seed}/metrics.json",
+        test="results/splits/test.csv",
+        index="results/data/index.csv",
+        data_root=get_data_root(),
+    output:
+        metrics="results/evaluate/seed_{seed}/metrics.json",
+        predictions="results/evaluate/seed_{seed}/predictions.csv",
+        confusion_matrix="results/evaluate/seed_{seed}/confusion_matrix.png",
+    params:
+        ece_bins=config["evaluation"]["ece_bins"],
+        # Not outputs: the seal and the event log outlive reruns.
+        seal="results/sealed_test/seed_{seed}.json",
+        events="results/sealed_test/events.jsonl",
+    log:
+        "logs/evaluate/seed_{seed}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/seed_{seed}.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/evaluate_model.py"
+
+
+rule evaluation_summary:
+    input:
+        evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        index="results/data/index.csv",
+    output:
+        summary="results/evaluate/summary.json",
+        markdown="results/evaluate/summary.md",
+        per_seed="results/evaluate/metrics_per_seed.csv",
+        confusion_matrix="results/evaluate/confusion_matrix.png",
+        metrics_plot="results/evaluate/metrics_over_seeds.png",
+    params:
+        targets=config["targets"],
+        confidence=config["evaluation"]["confidence"],
+    log:
+        "logs/evaluate/summary.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/evaluation_summary.py"
+
+
+rule deploy_model:
+    input:
+        models=get_final_files("results/final/seed_{seed}/model.keras"),
+        trainings=get_final_files("results/final/seed_{seed}/metrics.json"),
+        evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        summary="results/evaluate/summary.json",
+    output:
+        model="results/model/model.keras",
+        card="results/model/model.json",
+    params:
+        rule=config["evaluation"]["deploy"],
+    log:
+        "logs/evaluate/deploy_model.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/deploy_model.py"

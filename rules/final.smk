@@ -1,0 +1,55 @@
+# Final trainings: the chosen configuration retrained once per seed, each its own
+# job (in parallel locally, on separate GPU nodes on a cluster).
+
+
+wildcard_constraints:
+    seed=r"\d+",
+
+
+rule check_seal:
+    # Before a final training starts (and deletes the previous model), refuse to
+    # retrain a model whose test metrics exist when its decisions changed.
+    input:
+        unpack(get_final_input),
+    output:
+        check="results/final/seed_{seed}/seal_check.json",
+    params:
+        config=get_final_config,
+        # Not an output: the record of the test set's evaluations outlives reruns.
+        seal="results/sealed_test/seed_{seed}.json",
+    log:
+        "logs/final/seed_{seed}.seal_check.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/check_seal.py"
+
+
+rule final_train:
+    input:
+        unpack(get_final_input),
+        seal_check="results/final/seed_{seed}/seal_check.json",
+    output:
+        model="results/final/seed_{seed}/model.keras",
+        metrics="results/final/seed_{seed}/metrics.json",
+        history="results/final/seed_{seed}/history.csv",
+        curves="results/final/seed_{seed}/curves.png",
+        weight_histograms="results/final/seed_{seed}/weight_histograms.png",
+        weight_samples="results/final/seed_{seed}/weight_samples.npz",
+        best_weights="results/final/seed_{seed}/best.weights.h5",
+    params:
+        config=get_final_config,
+        fold=get_final_fold,
+        # Not outputs: the resume state must survive a killed job.
+        resume_dir="results/final/seed_{seed}/resume",
+        tensorboard_dir="results/final/seed_{seed}/tensorboard",
+    log:
+        "logs/final/seed_{seed}.log",
+    benchmark:
+        "logs/benchmarks/final/seed_{seed}.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/final_train.py"
