@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run test lint benchmark benchmark-validation benchmark-training venv venv-gpu lock clean
+.PHONY: run test lint benchmark benchmark-validation benchmark-training benchmark-pipeline venv venv-gpu lock clean
 
 venv: $(VENV)/.installed
 
@@ -34,7 +34,7 @@ lint: venv
 	$(BIN)/snakemake -n --quiet
 
 ## Every benchmark (figures printed, and written to benchmarks/results/).
-benchmark: benchmark-validation benchmark-training
+benchmark: benchmark-validation benchmark-training benchmark-pipeline
 
 ## Validation throughput on the default data and ../shared/data/ham10000.
 benchmark-validation: venv
@@ -43,6 +43,10 @@ benchmark-validation: venv
 ## Input pipeline and loop overhead ratios; backbone epoch times on ../shared/data/malaria.
 benchmark-training: venv
 	$(BIN)/python benchmarks/training_benchmarks.py
+
+## The default pipeline's wall time and stage times; tuning, final trainings and test accuracy on ../shared/data/malaria.
+benchmark-pipeline: venv
+	$(BIN)/python benchmarks/pipeline_benchmarks.py
 
 ## A GPU environment for clusters: TensorFlow with CUDA wheels instead of tensorflow-cpu.
 venv-gpu: VENV = .venv-gpu

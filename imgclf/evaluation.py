@@ -142,12 +142,22 @@ def mean_interval(values: list[float], confidence: float = 0.95) -> dict[str, An
 
 
 def aggregate_over_seeds(per_seed: dict[int, dict[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
-    """Mean, std and interval of every scalar metric over the seeds' models."""
+    """Mean, std and interval of every scalar metric over the seeds' models.
+
+    Intervals are clipped to the metrics' range ([0, 1], the log loss [0, inf)): a
+    t-interval over a few seeds can reach past 1, which no model can.
+    """
     flat = {seed: flatten_metrics(m) for seed, m in per_seed.items()}
     names = sorted(set().union(*(f.keys() for f in flat.values()))) if flat else []
-    return {name: {**mean_interval([f[name] for f in flat.values() if name in f], confidence),
-                   "values": {str(seed): f.get(name) for seed, f in flat.items()}}
-            for name in names}
+    result = {}
+    for name in names:
+        summary = mean_interval([f[name] for f in flat.values() if name in f], confidence)
+        if summary["low"] is not None:  # every metric is >= 0; all but the log loss <= 1
+            summary["low"] = max(summary["low"], 0.0)
+            if not name.endswith("log_loss"):
+                summary["high"] = min(summary["high"], 1.0)
+        result[name] = {**summary, "values": {str(seed): f.get(name) for seed, f in flat.items()}}
+    return result
 
 
 def target_metric_name(target: dict[str, Any]) -> str:

@@ -46,6 +46,7 @@ def plot_metrics_over_seeds(aggregate: dict[str, Any], names: list[str], targets
     """Each seed's value, the mean and its interval, and the target bounds, per metric."""
     names = [n for n in names if n in aggregate]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4))
+    target_labelled = False
     for x, name in enumerate(names):
         entry = aggregate[name]
         values = [v for v in entry["values"].values() if v is not None]
@@ -62,7 +63,8 @@ def plot_metrics_over_seeds(aggregate: dict[str, Any], names: list[str], targets
                 for bound in ("min", "max"):
                     if target.get(bound) is not None:
                         ax.hlines(target[bound], x - 0.3, x + 0.45, colors="C3", linestyles="--",
-                                  label="target" if bound == "min" else None)
+                                  label=None if target_labelled else "target")
+                        target_labelled = True
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_title("test metrics over the final models")
     ax.legend(fontsize=8, loc="lower left")

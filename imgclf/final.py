@@ -16,10 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import check_model_config, validate_config
 from imgclf.errors import ConfigError
 from imgclf.evaluation import check_target_definitions
-from imgclf.explore import set_dotted
+from imgclf.search_space import apply_values
 
 #: The config sections a training run reads: only these are rule params, so that
 #: changing a later stage's settings does not rerun trainings.
@@ -67,15 +66,8 @@ def apply_tuning_result(config: dict[str, Any], best: dict[str, Any] | None) -> 
         return config, {}
     values = {**best.get("fixed_from_study", {}), **best.get("hyperparameters", {})}
     values.pop("train.epochs", None)
-    result = copy.deepcopy(config)
-    for key, value in values.items():
-        try:
-            set_dotted(result, key, value)
-        except KeyError:
-            raise ConfigError(f"best_hyperparameters.json sets {key!r}, which is not a config key",
-                              "rerun tuning with the current config") from None
-    validate_config(result, source="the final training config")
-    check_model_config(result, source="the final training config")
+    result = apply_values(config, values, source="the final training config", origin="best_hyperparameters.json",
+                          hint="rerun tuning with the current config")
     return result, values
 
 

@@ -55,7 +55,7 @@ def check_search_space(space: list[dict[str, Any]], config: dict[str, Any]) -> N
                                   f"{parent['name']}'s values {parent['values']}",
                                   "the parameter would never be active")
     # Every parameter must be a real config key, and the defaults a valid config.
-    apply_values(config, space, {p["name"]: _default(p) for p in space})
+    apply_values(config, {p["name"]: _default(p) for p in space})
 
 
 def _default(parameter: dict[str, Any]) -> Any:
@@ -67,8 +67,21 @@ def _default(parameter: dict[str, Any]) -> Any:
     return parameter["min"]
 
 
-def apply_values(config: dict[str, Any], space: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the config with a trial's values set, validated."""
+def apply_values(config: dict[str, Any], values: dict[str, Any], source: str = "a tuning trial",
+                 origin: str = "tune.search_space",
+                 hint: str = "use dotted keys from config/config.schema.yaml") -> dict[str, Any]:
+    """A copy of the config with values set by dotted key (None leaves a key as it is), validated.
+
+    Args:
+        config: The config.
+        values: Values by dotted key (a trial's, or the tuning result).
+        source: What the new config is, for validation messages.
+        origin: Where the values come from, for the unknown-key message.
+        hint: What to do about an unknown key.
+
+    Raises:
+        ConfigError: An unknown key, or a value the schema or the model checks refuse.
+    """
     result = copy.deepcopy(config)
     for name, value in values.items():
         if value is None:
@@ -76,10 +89,9 @@ def apply_values(config: dict[str, Any], space: list[dict[str, Any]], values: di
         try:
             set_dotted(result, name, value)
         except KeyError:
-            raise ConfigError(f"tune.search_space: {name!r} is not a config key",
-                              "use dotted keys from config/config.schema.yaml") from None
-    validate_config(result, source="a tuning trial")
-    check_model_config(result, source="a tuning trial")
+            raise ConfigError(f"{origin}: {name!r} is not a config key", hint) from None
+    validate_config(result, source=source)
+    check_model_config(result, source=source)
     return result
 
 

@@ -1,14 +1,16 @@
-"""Bayesian tuning with Keras Tuner (issue 4, core; not yet wired into the workflow).
+"""Bayesian tuning with Keras Tuner (rule tune).
 
 The search space is declared in config as a list of parameters named by
 dotted config keys (``train.learning_rate``, ``model.dropout``,
 ``train.fine_tune.unfreeze_layers``...), each Int, Float (linear or log),
 Choice or Boolean, optionally active only when another parameter takes given
-values (``when``). The HyperModel applies a trial's values to the config and
-trains exactly as a final training would: phase 1 (head on a frozen
-pretrained backbone, or the whole model from scratch), then, when enabled,
-phase 2 (fine-tune the top layers at a low rate), so the two-phase transfer
-schedule itself is tunable, which Keras Tuner does not offer by itself.
+values (``when``). Keras Tuner's oracle proposes the values; each trial
+applies them to the config and trains, in a process of its own
+(:mod:`imgclf.tuning_trial`), exactly as a final training would: phase 1
+(head on a frozen pretrained backbone, or the whole model from scratch),
+then, when enabled, phase 2 (fine-tune the top layers at a low rate), so the
+two-phase transfer schedule itself is tunable, which Keras Tuner does not
+offer by itself.
 
 Call :func:`imgclf.training.runtime.configure` before importing this module.
 """
@@ -16,18 +18,21 @@ Call :func:`imgclf.training.runtime.configure` before importing this module.
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import keras_tuner as kt
 import pandas as pd
 
-from imgclf.errors import ConfigError
+from imgclf.errors import ConfigError, ImgclfError
 from imgclf.search_space import apply_values, check_search_space, subsample, values_key
-from imgclf.training.loop import compile_model
-from imgclf.training.models import freeze_backbone, unfreeze_top
+from imgclf.training.runtime import memory_mb
 
 def define(hp: kt.HyperParameters, space: list[dict[str, Any]]) -> dict[str, Any]:
     """Declare the space on ``hp`` and return the active values."""
@@ -53,98 +58,118 @@ def define(hp: kt.HyperParameters, space: list[dict[str, Any]]) -> dict[str, Any
     return values
 
 
-class ImgclfHyperModel(kt.HyperModel):
-    """Builds and trains one trial: the configured model with the trial's values."""
+class TrialError(ImgclfError, kt.errors.FatalError):
+    """A trial failed: Keras Tuner stops the search (no retry), the job fails with the message."""
 
-    def __init__(self, config: dict[str, Any], space: list[dict[str, Any]], n_classes: int,
-                 input_shape: tuple[int, int, int], objective: str, history_dir: Path | None = None) -> None:
-        super().__init__(name="imgclf")
-        self.config, self.space = config, space
-        self.n_classes, self.input_shape, self.objective = n_classes, input_shape, objective
-        self.history_dir = history_dir
 
-    def _trial_config(self, hp: kt.HyperParameters) -> dict[str, Any]:
-        return apply_values(self.config, self.space, define(hp, self.space))
+@dataclass
+class TrialRunner:
+    """Runs each trial in a process of its own (:mod:`imgclf.tuning_trial`).
 
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
-        from imgclf.training.models import build_model
+    Attributes:
+        config: The trial config before the trial's values (epochs = tune.epochs).
+        space: The search space.
+        data: What every trial reads: manifests, data root, classes, input size,
+            batch size, objective, seed and threads.
+        directory: Where the requests, results and histories of the trials are kept.
+        log: A logger for one line per trial, or None.
+    """
 
-        keras.backend.clear_session()  # a trial does not inherit the previous one's graph
-        config = self._trial_config(hp)
-        model = build_model(config["model"], self.n_classes, self.input_shape)
-        if self._pretrained(config):
-            freeze_backbone(model)
-        compile_model(model, config["train"], config["train"]["learning_rate"])
-        return model
+    config: dict[str, Any]
+    space: list[dict[str, Any]]
+    data: dict[str, Any]
+    directory: Path
+    log: Any = None
 
-    @staticmethod
-    def _pretrained(config: dict[str, Any]) -> bool:
-        return config["model"]["architecture"] != "small_cnn" and config["model"]["weights"] != "none"
-
-    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> dict[str, float]:
-        config = self._trial_config(hp)
-        train = config["train"]
+    def run(self, hp: kt.HyperParameters) -> dict[str, float]:
+        """Declare the space on ``hp``, train the trial in a child process, return its metrics."""
+        values = define(hp, self.space)
+        config = apply_values(self.config, values)
+        if hp.values.get("tuner/epochs"):  # Hyperband's budget for this trial
+            config["train"]["epochs"] = int(hp.values["tuner/epochs"])
+        key = values_key(hp.values)
+        trials_dir = self.directory / "trials"
+        trials_dir.mkdir(parents=True, exist_ok=True)
+        request, result_path = trials_dir / f"{key}.request.json", trials_dir / f"{key}.result.json"
+        request.write_text(json.dumps({**self.data, "config": config}, default=str), encoding="utf-8")
+        result_path.unlink(missing_ok=True)
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
         started = time.monotonic()
-        callbacks = list(kwargs.pop("callbacks", []))  # Keras Tuner's own checkpointing
-        monitor = train["early_stopping"]["monitor"]
-        mode = "max" if "accuracy" in monitor else "min"
-        extra: list[keras.callbacks.Callback] = []
-        if train["early_stopping"]["enabled"]:
-            extra.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                       patience=train["early_stopping"]["patience"]))
-        if train["reduce_lr"]["enabled"]:
-            extra.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode,
-                                                           factor=train["reduce_lr"]["factor"],
-                                                           patience=train["reduce_lr"]["patience"],
-                                                           min_lr=train["reduce_lr"]["min_lr"]))
-        for owned in ("epochs", "verbose", "shuffle"):  # set here, per phase
-            kwargs.pop(owned, None)
-        history = model.fit(*args, epochs=train["epochs"], callbacks=callbacks + extra, shuffle=False,
-                            verbose=0, **kwargs).history
-        fine = train["fine_tune"]
-        if self._pretrained(config) and fine["enabled"]:
-            done = len(history["loss"])
-            unfreeze_top(model, fine["unfreeze_layers"])
-            compile_model(model, train, fine["learning_rate"])
-            more = model.fit(*args, initial_epoch=done, epochs=done + fine["epochs"], shuffle=False,
-                             callbacks=callbacks + extra, verbose=0, **kwargs).history
-            history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
-        if self.objective not in history:
-            raise ConfigError(f"tune.objective {self.objective!r} is never computed "
-                              f"(computed: {', '.join(sorted(history))})",
-                              "use val_accuracy or val_loss")
-        if self.history_dir is not None:
-            self.history_dir.mkdir(parents=True, exist_ok=True)
-            table = pd.DataFrame(history)
-            table.insert(0, "epoch", range(1, len(table) + 1))
-            table.to_csv(self.history_dir / f"{values_key(hp.values)}.csv", index=False)
-        values = history[self.objective]
-        best = (max if self.objective.endswith("accuracy") else min)(range(len(values)), key=values.__getitem__)
-        result = {k: float(v[best]) for k, v in history.items() if len(v) > best}
-        result.update(epochs_run=float(len(values)), best_epoch=float(best + 1),
-                      trial_seconds=time.monotonic() - started)
-        return result
+        process = subprocess.run([sys.executable, "-m", "imgclf.tuning_trial", str(request), str(result_path)],
+                                 capture_output=True, text=True, env=env)
+        result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else {}
+        if process.returncode != 0 or "history" not in result:
+            message = result.get("error") or f"the trial process ended with code {process.returncode}"
+            detail = "" if result.get("user_error") else "\n" + (result.get("traceback") or process.stderr[-3000:])
+            raise TrialError(f"tuning trial {values} failed: {message}{detail}",
+                             "fix the cause; a rerun resumes the search without redoing finished trials")
+        history = result["history"]
+        histories = self.directory / "histories"
+        histories.mkdir(parents=True, exist_ok=True)
+        table = pd.DataFrame(history)
+        table.insert(0, "epoch", range(1, len(table) + 1))
+        table.to_csv(histories / f"{key}.csv", index=False)
+        objective = self.data["objective"]
+        series = history[objective]
+        best = (max if objective.endswith("accuracy") else min)(range(len(series)), key=series.__getitem__)
+        metrics = {k: float(v[best]) for k, v in history.items() if len(v) > best}
+        metrics.update(epochs_run=float(len(series)), best_epoch=float(best + 1),
+                       trial_seconds=time.monotonic() - started, trial_peak_rss_mb=float(result["peak_rss_mb"]),
+                       rss_mb=memory_mb()["rss_mb"])
+        if self.log:
+            self.log.info("trial %s: %s = %.4f at epoch %d of %d (%.0f s; trial process peak %.0f MB, tuner %.0f MB)",
+                          {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}, objective,
+                          series[best], best + 1, len(series), metrics["trial_seconds"],
+                          metrics["trial_peak_rss_mb"], metrics["rss_mb"])
+        return metrics
 
 
-def make_tuner(algorithm: str, hypermodel: ImgclfHyperModel, objective: str, max_trials: int, seed: int,
+class _IsolatedTrials:
+    """Keras Tuner's black-box mode: the oracle proposes, :class:`TrialRunner` trains."""
+
+    runner: TrialRunner
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        return self.runner.run(trial.hyperparameters)
+
+
+class _Bayesian(_IsolatedTrials, kt.BayesianOptimization):
+    pass
+
+
+class _Random(_IsolatedTrials, kt.RandomSearch):
+    pass
+
+
+class _Hyperband(_IsolatedTrials, kt.Hyperband):
+    pass
+
+
+def make_tuner(algorithm: str, runner: TrialRunner, objective: str, max_trials: int, seed: int,
                directory: str | Path, project_name: str, max_epochs: int = 10) -> kt.Tuner:
     """Keras Tuner's BayesianOptimization, Hyperband or RandomSearch, resuming from ``directory``."""
     if max_trials < 1:
         raise ConfigError(f"tune.max_trials is {max_trials}", "give a budget of at least one trial")
     target = kt.Objective(objective, "max" if objective.endswith("accuracy") else "min")
-    common = {"objective": target, "seed": seed, "directory": str(directory), "project_name": project_name,
-              "overwrite": False, "max_consecutive_failed_trials": 1}
+    common = {"hypermodel": None, "objective": target, "seed": seed, "directory": str(directory),
+              "project_name": project_name, "overwrite": False, "max_consecutive_failed_trials": 1}
     if algorithm == "bayesian":
-        return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
-    if algorithm == "random":
-        return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
-    if algorithm == "hyperband":
-        return kt.Hyperband(hypermodel, max_epochs=max_epochs, **common)
-    raise ConfigError(f"unknown tune.algorithm {algorithm!r}", "use bayesian, hyperband or random")
+        tuner = _Bayesian(max_trials=max_trials, **common)
+    elif algorithm == "random":
+        tuner = _Random(max_trials=max_trials, **common)
+    elif algorithm == "hyperband":
+        tuner = _Hyperband(max_epochs=max_epochs, **common)
+    else:
+        raise ConfigError(f"unknown tune.algorithm {algorithm!r}", "use bayesian, hyperband or random")
+    tuner.runner = runner
+    return tuner
 
 
 def trials_table(tuner: kt.Tuner, space: list[dict[str, Any]], objective: str) -> pd.DataFrame:
-    """Every trial: id, status, hyperparameters, objective, epochs run, best epoch, duration."""
+    """Every trial: id, status, hyperparameters, objective, epochs run, best epoch, duration, the
+    peak memory of the trial's process and the tuner's resident memory after it (flat over trials)."""
     rows = []
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
         metrics = trial.metrics
@@ -152,7 +177,7 @@ def trials_table(tuner: kt.Tuner, space: list[dict[str, Any]], objective: str) -
         for parameter in space:
             name = parameter["name"]
             row[name] = trial.hyperparameters.values.get(name) if trial.hyperparameters.is_active(name) else None
-        for key in (objective, "epochs_run", "best_epoch", "trial_seconds"):
+        for key in (objective, "epochs_run", "best_epoch", "trial_seconds", "trial_peak_rss_mb", "rss_mb"):
             row[key] = metrics.get_best_value(key) if metrics.exists(key) else None
         rows.append(row)
     return pd.DataFrame(rows)
@@ -168,22 +193,23 @@ def best_hyperparameters(tuner: kt.Tuner) -> dict[str, Any]:
 
 
 def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size: int,
-               log: Any = None) -> dict[str, Any]:
+               log: Any = None, threads: int = 1) -> dict[str, Any]:
     """Search the configured space; resume from ``directory`` if a search was interrupted.
 
     Args:
         config: The validated config (with the exploration winner applied, if any).
         inputs: A :class:`imgclf.training.run.TrainingInputs` (index, manifests, data root).
-        directory: Keras Tuner's folder (oracle, trials, checkpoints) and trial histories.
+        directory: Keras Tuner's folder (oracle, trials), the trials' requests, results and histories.
         batch_size: The batch size.
         log: Logger.
+        threads: CPU threads of each trial's process.
 
     Returns:
         ``best`` (values by dotted key), ``table`` (DataFrame of trials), ``histories``
         (trial id to history DataFrame) and the search settings.
     """
-    from imgclf.io import read_index
-    from imgclf.training.inputs import Manifest, infer_channels, make_dataset, read_manifest
+    from imgclf.io import read_index, write_csv
+    from imgclf.training.inputs import infer_channels, read_manifest
 
     tune = config["tune"]
     space = tune["search_space"]
@@ -191,33 +217,35 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
     index = read_index(inputs.index)
     classes = sorted(index["label"].unique())
     channels = infer_channels(index, config["data"]["channels"])
-    size = tuple(config["data"]["image_size"])
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    # Every file's sha256 is checked here, once; the trials' processes trust the manifests.
     train = read_manifest(inputs.train_manifest, inputs.data_root, classes)
     val = read_manifest(inputs.val_manifest, inputs.data_root, classes)
+    subsampled = directory / "train_subsample.csv"
     table = subsample(train.table, tune["data_fraction"], config["seed"])
-    keep = train.table["path"].isin(table["path"]).to_numpy()
-    train = Manifest([p for p, k in zip(train.paths, keep) if k], train.labels[keep], table)
-    train_data = make_dataset(train, size, channels, batch_size, True, config["seed"])
-    val_data = make_dataset(val, size, channels, batch_size, False, config["seed"])
+    write_csv(subsampled, table)
+    n_train = len(table)
     trial_config = copy.deepcopy(config)
     trial_config["train"]["epochs"] = tune["epochs"]
-    trial_config["train"]["on_divergence"] = "record"
-    histories_dir = Path(directory) / "histories"
-    hypermodel = ImgclfHyperModel(trial_config, space, len(classes), (*size, channels), tune["objective"],
-                                  histories_dir)
-    tuner = make_tuner(tune["algorithm"], hypermodel, tune["objective"], tune["max_trials"], config["seed"],
+    data = {"train_manifest": str(subsampled), "val_manifest": str(inputs.val_manifest),
+            "data_root": str(inputs.data_root), "classes": classes, "image_size": list(config["data"]["image_size"]),
+            "channels": channels, "batch_size": batch_size, "objective": tune["objective"], "seed": config["seed"],
+            "threads": threads}
+    runner = TrialRunner(trial_config, space, data, directory, log)
+    tuner = make_tuner(tune["algorithm"], runner, tune["objective"], tune["max_trials"], config["seed"],
                        directory, "search", max_epochs=tune["epochs"])
     done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     if log:
-        log.info("%s search: %d of %d trials already done; %d training images (%.0f%%), %d validation",
-                 tune["algorithm"], done, tune["max_trials"], len(train.paths), 100 * tune["data_fraction"],
-                 len(val.paths))
-    tuner.search(train_data, validation_data=val_data, verbose=0)
+        log.info("%s search: %d of %d trials already done; %d training images (%.0f%%), %d validation; "
+                 "each trial in its own process", tune["algorithm"], done, tune["max_trials"], n_train,
+                 100 * tune["data_fraction"], len(val.paths))
+    tuner.search(verbose=0)
     trials = trials_table(tuner, space, tune["objective"])
     histories = {}
     for trial_id, trial in tuner.oracle.trials.items():
-        path = histories_dir / f"{values_key(trial.hyperparameters.values)}.csv"
+        path = directory / "histories" / f"{values_key(trial.hyperparameters.values)}.csv"
         if path.is_file():
             histories[trial_id] = pd.read_csv(path)
     return {"best": best_hyperparameters(tuner), "table": trials, "histories": histories,
-            "n_train": len(train.paths), "n_val": len(val.paths), "classes": classes}
+            "n_train": n_train, "n_val": len(val.paths), "classes": classes}

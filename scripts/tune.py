@@ -31,7 +31,7 @@ with step("tune", sm.log[0]) as log:
         batch_size = json.loads(Path(sm.input.batch_size).read_text())["chosen"]
     inputs = TrainingInputs(Path(sm.input.index), Path(sm.input.train), Path(sm.input.val),
                             Path(sm.input.data_root))
-    result = run_tuning(config, inputs, Path(sm.params.tuner_dir), batch_size, log)
+    result = run_tuning(config, inputs, Path(sm.params.tuner_dir), batch_size, log, threads=sm.threads)
     tune = config["tune"]
     table = result["table"]
     write_csv(sm.output.trials, table)

@@ -92,3 +92,13 @@ def test_median_seed_is_the_typical_model():
     assert median_seed({1: 0.90, 2: 0.95, 3: 0.80, 4: 0.85, 5: 0.99}) == 1
     assert median_seed({1: 0.2, 2: 0.1, 3: 0.3}, higher_is_better=False) == 1
     assert median_seed({7: 0.5, 3: 0.5, 5: 0.5}) in (3, 5, 7)
+
+
+def test_intervals_of_bounded_metrics_stay_within_zero_and_one():
+    per_seed = {seed: classification_metrics(Y, P, CLASSES) for seed in (1, 2)}
+    per_seed[2] = classification_metrics(Y, np.eye(3)[Y] * 0.9 + 0.1 / 3, CLASSES)  # a perfect model
+    aggregate = aggregate_over_seeds(per_seed)
+    # Two seeds, 4/6 and 1: the t-interval (12.7 x the standard error) reaches far past [0, 1].
+    assert (aggregate["accuracy"]["low"], aggregate["accuracy"]["high"]) == (0.0, 1.0)
+    log_loss = aggregate["log_loss"]
+    assert log_loss["low"] == 0.0 and log_loss["high"] > 1.0  # not bounded by 1

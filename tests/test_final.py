@@ -48,7 +48,7 @@ def test_tuning_result_is_applied_but_not_its_epochs():
     assert result["model"]["dropout"] == 0.2 and result["train"]["epochs"] == 10
     assert applied == {"train.optimizer": "sgd", "train.learning_rate": 0.01, "model.dropout": 0.2}
     assert apply_tuning_result(base, None) == (base, {})
-    with pytest.raises(ConfigError, match="'train.nope', which is not a config key"):
+    with pytest.raises(ConfigError, match="best_hyperparameters.json: 'train.nope' is not a config key"):
         apply_tuning_result(base, {"hyperparameters": {"train.nope": 1}})
     with pytest.raises(ConfigError, match="model.dropout"):
         apply_tuning_result(base, {"hyperparameters": {"model.dropout": 3.0}})

@@ -1,5 +1,8 @@
 """Tuning core: search-space checks, resume without redoing trials, seeded sequence."""
 
+import json
+import os
+
 import pytest
 
 from imgclf.training import runtime
@@ -8,9 +11,9 @@ runtime.configure(0, 1)
 
 from imgclf.config import validate_config  # noqa: E402
 from imgclf.errors import ConfigError  # noqa: E402
-from imgclf.training.inputs import make_dataset, read_manifest  # noqa: E402
 from imgclf.search_space import apply_values, check_search_space  # noqa: E402
-from imgclf.tuning import ImgclfHyperModel, best_hyperparameters, make_tuner, trials_table  # noqa: E402
+from imgclf.tuning import TrialError, TrialRunner, make_tuner, run_tuning  # noqa: E402
+from imgclf.tuning_trial import train_trial  # noqa: E402
 
 SPACE = [
     {"name": "train.optimizer", "type": "choice", "values": ["adam", "sgd"]},
@@ -41,58 +44,77 @@ def test_bad_search_spaces_are_refused_before_training(space, message):
         # A value outside the schema is only caught when applied: try every choice.
         for parameter in space:
             for value in parameter.get("values", []):
-                apply_values(base_config(), space, {parameter["name"]: value})
+                apply_values(base_config(), {parameter["name"]: value})
 
 
-def datasets(fold):
-    manifest_train = read_manifest(fold.train_manifest, fold.data_root, ["a", "b", "c"])
-    manifest_val = read_manifest(fold.val_manifest, fold.data_root, ["a", "b", "c"])
-    return (make_dataset(manifest_train, (32, 32), 3, 16, True, 1),
-            make_dataset(manifest_val, (32, 32), 3, 16, False, 1))
+def tuning_config(max_trials, objective="val_accuracy", algorithm="bayesian"):
+    config = validate_config({"seed": 1, "data": {"image_size": [32, 32]},
+                              "train": {"epochs": 1, "batch_size": 16},
+                              "tune": {"enabled": True, "max_trials": max_trials, "epochs": 1, "algorithm": algorithm,
+                                       "data_fraction": 1.0, "search_space": SPACE}})
+    config["tune"]["objective"] = objective  # the schema allows two; a test needs one never computed
+    return config
 
 
-def search(fold, directory, max_trials, calls=None):
-    config = base_config()
-    hypermodel = ImgclfHyperModel(config, SPACE, 3, (32, 32, 3), "val_accuracy")
+def search(fold, directory, max_trials, calls=None, monkeypatch=None):
     if calls is not None:
-        original = hypermodel.fit
+        original = TrialRunner.run
 
-        def counting_fit(*args, **kwargs):
+        def counting_run(self, hp):
             calls.append(1)
-            return original(*args, **kwargs)
+            return original(self, hp)
 
-        hypermodel.fit = counting_fit
-    tuner = make_tuner("bayesian", hypermodel, "val_accuracy", max_trials, seed=7, directory=directory,
-                       project_name="tune")
-    train, val = datasets(fold)
-    tuner.search(train, validation_data=val, verbose=0)
-    return tuner
+        monkeypatch.setattr(TrialRunner, "run", counting_run)
+    return run_tuning(tuning_config(max_trials), fold, directory, 16)
 
 
-def test_two_trials_resume_without_redoing_the_first_and_repeat_with_the_seed(fold, tmp_path):
+def test_two_trials_resume_without_redoing_the_first_and_repeat_with_the_seed(fold, tmp_path, monkeypatch):
     first = search(fold, tmp_path / "a", max_trials=1)
-    assert len(first.oracle.trials) == 1
+    assert len(first["table"]) == 1
     calls = []
-    resumed = search(fold, tmp_path / "a", max_trials=2, calls=calls)  # a new tuner on the same folder
-    assert len(calls) == 1 and len(resumed.oracle.trials) == 2
-    table = trials_table(resumed, SPACE, "val_accuracy")
+    resumed = search(fold, tmp_path / "a", max_trials=2, calls=calls, monkeypatch=monkeypatch)  # a new tuner
+    assert len(calls) == 1 and len(resumed["table"]) == 2
+    table = resumed["table"]
     assert list(table.columns[:2]) == ["trial", "status"] and table["val_accuracy"].notna().all()
     assert (table["epochs_run"] == 1).all() and (table["trial_seconds"] > 0).all()
     inactive = table["train.optimizer"] == "adam"
     assert table.loc[inactive, "train.momentum"].isna().all()  # only active for sgd
+    monkeypatch.undo()
     again = search(fold, tmp_path / "b", max_trials=2)
-    keys = ["train.optimizer", "train.learning_rate", "model.dropout"]
-    assert trials_table(again, SPACE, "val_accuracy")[keys].equals(table[keys])
-    assert set(best_hyperparameters(resumed)) >= {"train.optimizer", "train.learning_rate", "model.dropout"}
+    keys = ["train.optimizer", "train.learning_rate", "model.dropout", "val_accuracy"]
+    # Same seed, same trials; each trial seeded alone, so a resumed search scores them identically.
+    assert again["table"][keys].equals(table[keys])
+    assert set(resumed["best"]) >= {"train.optimizer", "train.learning_rate", "model.dropout"}
+    assert set(resumed["histories"]) == set(table["trial"])
+
+
+def test_each_trial_runs_in_its_own_process_so_memory_stays_flat(fold, tmp_path):
+    """TensorFlow keeps memory from every fit in a process; trials in child processes do not add up."""
+    result = run_tuning(tuning_config(3, algorithm="random"), fold, tmp_path, 16)
+    results = [json.loads(p.read_text()) for p in sorted((tmp_path / "trials").glob("*.result.json"))]
+    pids = {r["pid"] for r in results}
+    assert len(results) == 3 and len(pids) == 3 and os.getpid() not in pids
+    table = result["table"]
+    assert (table["trial_peak_rss_mb"] > 0).all() and table["rss_mb"].notna().all()
+
+
+def trial_data(fold, **changes):
+    return {"train_manifest": str(fold.train_manifest), "val_manifest": str(fold.val_manifest),
+            "data_root": str(fold.data_root), "classes": ["a", "b", "c"], "image_size": [32, 32], "channels": 3,
+            "batch_size": 16, "objective": "val_accuracy", "seed": 1, "threads": 1, **changes}
 
 
 def test_zero_budget_and_missing_objective_are_errors(fold, tmp_path):
-    hypermodel = ImgclfHyperModel(base_config(), SPACE, 3, (32, 32, 3), "val_auc")
     with pytest.raises(ConfigError, match="at least one trial"):
-        make_tuner("bayesian", hypermodel, "val_auc", 0, 1, tmp_path, "t")
-    import keras_tuner as kt
-    hp = kt.HyperParameters()
-    model = hypermodel.build(hp)
-    train, val = datasets(fold)
+        make_tuner("bayesian", None, "val_auc", 0, 1, tmp_path, "t")
+    request = {**trial_data(fold, objective="val_auc"), "config": tuning_config(1)}
     with pytest.raises(ConfigError, match="'val_auc' is never computed"):
-        hypermodel.fit(hp, model, train, validation_data=val)
+        train_trial(request)
+
+
+def test_a_failing_trial_stops_the_search_with_its_error(fold, tmp_path):
+    runner = TrialRunner(tuning_config(1), SPACE, trial_data(fold, data_root=str(tmp_path / "nowhere")), tmp_path)
+    tuner = make_tuner("random", runner, "val_accuracy", 1, 1, tmp_path, "t")
+    with pytest.raises(TrialError, match="tuning trial .* failed") as error:
+        tuner.search(verbose=0)
+    assert "nowhere" in str(error.value) and "a rerun resumes the search" in str(error.value)

@@ -37,3 +37,20 @@ def configure(seed: int, threads: int = 1) -> dict[str, object]:
     tf.config.experimental.enable_op_determinism()
     return {"seed": seed, "intra_op_threads": threads, "inter_op_threads": 1,
             "op_determinism": True, "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak, in MB (Linux /proc; else the peak only)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
+    now = peak
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    now = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return {"rss_mb": round(now, 1), "peak_rss_mb": round(peak, 1)}
