@@ -120,7 +120,7 @@ class TrialRunner:
                        rss_mb=memory_mb()["rss_mb"])
         if self.log:
             self.log.info("trial %s: %s = %.4f at epoch %d of %d (%.0f s; trial process peak %.0f MB, tuner %.0f MB)",
-                          {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}, objective,
+                          {k: float(round(v, 6)) if isinstance(v, float) else v for k, v in values.items()}, objective,
                           series[best], best + 1, len(series), metrics["trial_seconds"],
                           metrics["trial_peak_rss_mb"], metrics["rss_mb"])
         return metrics
