@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from imgclf.imagestats import STAT_FIELDS, image_statistics
 from imgclf.phash import phash
 
 # Never decode truncated files silently: a truncated JPEG must be reported.
@@ -42,7 +43,7 @@ _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a"
 
 #: The fields of an inspection record, in order.
 RECORD_FIELDS = ("sha256", "bytes", "format", "mode", "width", "height", "bit_depth", "transparency",
-                 "frames", "exif_orientation", "phash", "problem", "problem_detail")
+                 "frames", "exif_orientation", "phash", *STAT_FIELDS, "problem", "problem_detail")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def inspect_image(path: str, options: InspectOptions) -> dict[str, Any]:
     Returns:
         A dict with ``sha256``, ``bytes``, ``format``, ``mode``, ``width``,
         ``height``, ``bit_depth``, ``transparency``, ``exif_orientation``,
-        ``phash`` (int or None) and, when the file is unusable, ``problem``
+        ``phash`` (int or None), ``brightness``, ``contrast`` and ``sharpness``
+        (:func:`imgclf.imagestats.image_statistics`) and, when the file is unusable, ``problem``
         (a finding code) and ``problem_detail``. A file with a problem still
         gets every field that could be read.
     """
@@ -167,6 +169,7 @@ def inspect_image(path: str, options: InspectOptions) -> dict[str, Any]:
         ))
         return record
     record["phash"] = phash(image)
+    record.update(image_statistics(image))
     return record
 
 

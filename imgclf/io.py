@@ -52,7 +52,7 @@ def sha256_file(path: str | Path) -> str:
 
 #: Index columns read as numbers; every other column (labels, groups) stays text,
 #: so that ids such as 007 keep their zeros and a class named NA stays a class.
-NUMERIC_INDEX_COLUMNS = ("width", "height", "bit_depth", "exif_orientation")
+NUMERIC_INDEX_COLUMNS = ("width", "height", "bit_depth", "exif_orientation", "brightness", "contrast", "sharpness")
 
 
 def read_index(path: str | Path) -> pd.DataFrame:

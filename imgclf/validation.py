@@ -27,7 +27,7 @@ from imgclf.sources import SourceListing
 
 #: Index columns, in order; group columns follow.
 INDEX_COLUMNS = ["path", "sha256", "label", "width", "height", "mode", "format",
-                 "bit_depth", "exif_orientation", "phash"]
+                 "bit_depth", "exif_orientation", "phash", "brightness", "contrast", "sharpness"]
 
 #: Near-duplicate pairs listed by name in a finding (the count is always exact).
 MAX_PAIRS = 200

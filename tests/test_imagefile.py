@@ -67,3 +67,24 @@ def test_bomb_is_refused_before_decoding(tmp_path):
 def test_unreadable_file(tmp_path):
     record = inspect_image(str(tmp_path / "missing.png"), OPTIONS)
     assert record["problem"] == "unreadable"
+
+
+def test_image_statistics_follow_brightness_contrast_and_blur(tmp_path):
+    from PIL import Image, ImageFilter
+
+    from imgclf.imagestats import image_statistics
+
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), mode="L")
+    flat = Image.new("L", (64, 64), 200)
+    stats = image_statistics(flat)
+    assert stats == {"brightness": pytest.approx(200 / 255, abs=1e-6), "contrast": 0.0, "sharpness": 0.0}
+    sharp, blurred = image_statistics(noise), image_statistics(noise.filter(ImageFilter.GaussianBlur(2)))
+    assert sharp["contrast"] == pytest.approx(np.asarray(noise).std() / 255, rel=1e-4)
+    assert blurred["sharpness"] < sharp["sharpness"] / 10
+    # 16-bit images are scaled by their range, not clipped to 255 levels.
+    deep = Image.fromarray(np.asarray(noise, dtype=np.uint16) * 257)
+    assert deep.mode == "I;16"
+    assert image_statistics(deep)["brightness"] == pytest.approx(sharp["brightness"], abs=1e-3)
+    # Large images are measured at 256 px on their longest side.
+    assert image_statistics(noise.resize((1024, 512)))["brightness"] == pytest.approx(sharp["brightness"], abs=0.01)
