@@ -17,11 +17,16 @@ from imgclf.config import (
 )
 from imgclf.explore import check_studies
 from imgclf.final import check_final
+from imgclf.audit import check_audit
+from imgclf.carbon import check_carbon
 from imgclf.search_space import check_tuning
 from imgclf.errors import ConfigError
 
 
 configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
 
 
 try:
@@ -35,6 +40,8 @@ try:
     check_folds(config)
     check_studies(config)
     check_tuning(config)
+    check_audit(config)
+    check_carbon(config)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 
@@ -46,6 +53,8 @@ include: "rules/explore.smk"
 include: "rules/tune.smk"
 include: "rules/final.smk"
 include: "rules/evaluate.smk"
+include: "rules/audit.smk"
+include: "rules/report.smk"
 
 
 try:

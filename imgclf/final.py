@@ -72,8 +72,13 @@ def apply_tuning_result(config: dict[str, Any], best: dict[str, Any] | None) -> 
 
 
 def decisions(config: dict[str, Any], train_manifest: str | Path, val_manifest: str | Path) -> dict[str, Any]:
-    """What a final model was decided from: its config and its manifests' hashes."""
-    return {"config": config,
+    """What a final model was decided from: its training config and its manifests' hashes.
+
+    Only the training sections: validation fills every other section with its
+    defaults, and a new key in a later stage's schema must not look like a
+    changed decision to the sealed test set.
+    """
+    return {"config": {key: config[key] for key in TRAINING_SECTIONS},
             "train_manifest_sha256": hashlib.sha256(Path(train_manifest).read_bytes()).hexdigest(),
             "val_manifest_sha256": hashlib.sha256(Path(val_manifest).read_bytes()).hexdigest()}
 

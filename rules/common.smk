@@ -214,7 +214,31 @@ def get_evaluation_output():
         "results/evaluate/summary.md",
         "results/model/model.keras",
         "results/model/model.json",
+        "results/audit/data.json",
+        "results/audit/groups.json",
+        "results/audit/audit.md",
+        "results/carbon/carbon.json",
+        "results/carbon/carbon.md",
+        "results/report/report.html",
     ]
+
+
+def get_tracked_job_outputs():
+    """One output of every job that records its emissions (training, tuning, evaluation)."""
+    outputs = [
+        "results/train/batch_size.json",
+        *[
+            path
+            for study in config["explore"]["studies"]
+            for path in get_study_outputs(study["name"], "metrics.json")
+        ],
+        *get_tuning_output()[:1],
+        *get_final_files("results/final/seed_{seed}/metrics.json"),
+        *get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+    ]
+    if config["train"]["batch_size"] != "auto":
+        outputs.remove("results/train/batch_size.json")
+    return outputs
 
 
 def warn_if_unsealed():
@@ -241,3 +265,43 @@ def print_stage_times():
     from imgclf.timing import stage_times, stage_times_table
 
     print(stage_times_table(stage_times("logs/benchmarks")), file=sys.stderr)
+
+
+def get_report_input(wildcards):
+    """Every file the HTML report shows, by name (lists in study or seed order)."""
+    studies = [study["name"] for study in config["explore"]["studies"]]
+    inputs = {
+        "validation": "results/data/validation.json",
+        "split": "results/splits/split.json",
+        "representation": "results/audit/representation.csv",
+        "samples_plot": "results/report/sample_images.png",
+        "study_summaries": [f"results/explore/{s}/summary.json" for s in studies],
+        "study_points": [f"results/explore/{s}/points.csv" for s in studies],
+        "study_objective_plots": [f"results/explore/{s}/objective.png" for s in studies],
+        "study_best_curves": [f"results/explore/{s}/best_curves.png" for s in studies],
+        "final_metrics": get_final_files("results/final/seed_{seed}/metrics.json"),
+        "final_histories": get_final_files("results/final/seed_{seed}/history.csv"),
+        "final_curves": get_final_files("results/final/seed_{seed}/curves.png"),
+        "final_weight_histograms": get_final_files("results/final/seed_{seed}/weight_histograms.png"),
+        "final_weight_samples": get_final_files("results/final/seed_{seed}/weight_samples.npz"),
+        "test_metrics": get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        "evaluation": "results/evaluate/summary.json",
+        "metrics_plot": "results/evaluate/metrics_over_seeds.png",
+        "confusion_matrix": "results/evaluate/confusion_matrix.png",
+        "mistakes_plot": "results/report/misclassified.png",
+        "model_card": "results/model/model.json",
+        "audit_data": "results/audit/data.json",
+        "audit_groups": "results/audit/groups.json",
+        "audit_plot": "results/audit/group_metrics.png",
+        "carbon": "results/carbon/carbon.json",
+        "carbon_plot": "results/carbon/energy_per_stage.png",
+    }
+    if config["tune"]["enabled"]:
+        inputs.update(
+            tune_best="results/tune/best_hyperparameters.json",
+            tune_trials="results/tune/trials.csv",
+            tune_objective_plot="results/tune/objective_per_trial.png",
+            tune_hyperparameters_plot="results/tune/hyperparameters.png",
+            tune_top_curves="results/tune/top_trials_curves.png",
+        )
+    return inputs

@@ -19,6 +19,7 @@ rule evaluate_model:
         # Not outputs: the seal and the event log outlive reruns.
         seal="results/sealed_test/seed_{seed}.json",
         events="results/sealed_test/events.jsonl",
+        emissions="results/carbon/jobs/evaluate/seed_{seed}.csv",
     log:
         "logs/evaluate/seed_{seed}.log",
     benchmark:
@@ -38,8 +39,16 @@ rule evaluation_summary:
         summary="results/evaluate/summary.json",
         markdown="results/evaluate/summary.md",
         per_seed="results/evaluate/metrics_per_seed.csv",
-        confusion_matrix="results/evaluate/confusion_matrix.png",
-        metrics_plot="results/evaluate/metrics_over_seeds.png",
+        confusion_matrix=report(
+            "results/evaluate/confusion_matrix.png",
+            caption="../report/confusion_matrix.rst",
+            category="5. Test evaluation",
+        ),
+        metrics_plot=report(
+            "results/evaluate/metrics_over_seeds.png",
+            caption="../report/figure.rst",
+            category="5. Test evaluation",
+        ),
     params:
         targets=config["targets"],
         confidence=config["evaluation"]["confidence"],

@@ -13,6 +13,9 @@ rule probe_batch_size:
         train=get_exploration_manifest("train"),
     output:
         batch_size="results/train/batch_size.json",
+    params:
+        # Not an output: an emissions file outlives failed attempts (each adds its row).
+        emissions="results/carbon/jobs/probe_batch_size.csv",
     log:
         "logs/train/probe_batch_size.log",
     benchmark:
@@ -41,6 +44,7 @@ rule explore_point:
         # Not outputs: the resume state must survive a killed job.
         resume_dir="results/explore/{study}/{point}/resume",
         tensorboard_dir="results/explore/{study}/{point}/tensorboard",
+        emissions="results/carbon/jobs/explore/{study}/{point}.csv",
     log:
         "logs/explore/{study}/{point}.log",
     benchmark:
@@ -60,8 +64,18 @@ rule explore_summary:
         summary="results/explore/{study}/summary.json",
         table="results/explore/{study}/points.csv",
         markdown="results/explore/{study}/summary.md",
-        plot="results/explore/{study}/objective.png",
-        best_curves="results/explore/{study}/best_curves.png",
+        plot=report(
+            "results/explore/{study}/objective.png",
+            caption="../report/figure.rst",
+            category="2. Exploration",
+            subcategory="{study}",
+        ),
+        best_curves=report(
+            "results/explore/{study}/best_curves.png",
+            caption="../report/curves.rst",
+            category="2. Exploration",
+            subcategory="{study}",
+        ),
     params:
         study=lambda wildcards: get_study(wildcards.study),
     log:

@@ -34,8 +34,18 @@ rule final_train:
         model="results/final/seed_{seed}/model.keras",
         metrics="results/final/seed_{seed}/metrics.json",
         history="results/final/seed_{seed}/history.csv",
-        curves="results/final/seed_{seed}/curves.png",
-        weight_histograms="results/final/seed_{seed}/weight_histograms.png",
+        curves=report(
+            "results/final/seed_{seed}/curves.png",
+            caption="../report/curves.rst",
+            category="4. Final trainings",
+            subcategory="seed {seed}",
+        ),
+        weight_histograms=report(
+            "results/final/seed_{seed}/weight_histograms.png",
+            caption="../report/weight_histograms.rst",
+            category="4. Final trainings",
+            subcategory="seed {seed}",
+        ),
         weight_samples="results/final/seed_{seed}/weight_samples.npz",
         best_weights="results/final/seed_{seed}/best.weights.h5",
     params:
@@ -44,6 +54,7 @@ rule final_train:
         # Not outputs: the resume state must survive a killed job.
         resume_dir="results/final/seed_{seed}/resume",
         tensorboard_dir="results/final/seed_{seed}/tensorboard",
+        emissions="results/carbon/jobs/final/seed_{seed}.csv",
     log:
         "logs/final/seed_{seed}.log",
     benchmark:

@@ -7,12 +7,19 @@ rule tune:
     output:
         best="results/tune/best_hyperparameters.json",
         trials="results/tune/trials.csv",
-        objective_plot="results/tune/objective_per_trial.png",
-        hyperparameters_plot="results/tune/hyperparameters.png",
-        top_curves="results/tune/top_trials_curves.png",
+        objective_plot=report(
+            "results/tune/objective_per_trial.png", caption="../report/figure.rst", category="3. Tuning"
+        ),
+        hyperparameters_plot=report(
+            "results/tune/hyperparameters.png", caption="../report/figure.rst", category="3. Tuning"
+        ),
+        top_curves=report(
+            "results/tune/top_trials_curves.png", caption="../report/curves.rst", category="3. Tuning"
+        ),
     params:
         # Not an output: Keras Tuner's state, kept so that a killed search resumes.
         tuner_dir="results/tune/keras_tuner",
+        emissions="results/carbon/jobs/tune.csv",
         settings=lambda wildcards: {k: config[k] for k in ("tune", "train", "model", "seed")},
     log:
         "logs/tune/tune.log",

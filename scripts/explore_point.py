@@ -8,11 +8,14 @@ sys.path.insert(0, os.path.dirname(snakemake.scriptdir))  # noqa: F821
 
 from pathlib import Path
 
+from imgclf.carbon import track_emissions
 from imgclf.scripting import step
 from imgclf.training import runtime
 
 sm = snakemake  # noqa: F821
-with step(f"explore_point {sm.wildcards.study}/{sm.wildcards.point}", sm.log[0]) as log:
+with step(f"explore_point {sm.wildcards.study}/{sm.wildcards.point}", sm.log[0]) as log, \
+        track_emissions(sm.params.emissions, "explore", f"{sm.wildcards.study}/{sm.wildcards.point}",
+                        sm.config["carbon"], log):
     config = sm.params.config
     settings = runtime.configure(config["seed"], sm.threads)
     import json

@@ -8,12 +8,14 @@ sys.path.insert(0, os.path.dirname(snakemake.scriptdir))  # noqa: F821
 
 from pathlib import Path
 
+from imgclf.carbon import track_emissions
 from imgclf.scripting import step
 from imgclf.training import runtime
 
 sm = snakemake  # noqa: F821
 seed = int(sm.wildcards.seed)
-with step(f"final_train seed {seed}", sm.log[0]) as log:
+with step(f"final_train seed {seed}", sm.log[0]) as log, \
+        track_emissions(sm.params.emissions, "final", f"seed_{seed}", sm.config["carbon"], log):
     settings = runtime.configure(seed, sm.threads)
     import json
 

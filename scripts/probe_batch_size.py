@@ -6,11 +6,13 @@ import sys
 # imgclf lives beside scripts/: importable from a venv, a conda env or a cluster node.
 sys.path.insert(0, os.path.dirname(snakemake.scriptdir))  # noqa: F821
 
+from imgclf.carbon import track_emissions
 from imgclf.scripting import step
 from imgclf.training import runtime
 
 sm = snakemake  # noqa: F821
-with step("probe_batch_size", sm.log[0]) as log:
+with step("probe_batch_size", sm.log[0]) as log, \
+        track_emissions(sm.params.emissions, "probe_batch_size", "probe", sm.config["carbon"], log):
     settings = runtime.configure(sm.config["seed"], sm.threads)
     from imgclf.io import read_index, write_json
     from imgclf.training.inputs import infer_channels

@@ -9,11 +9,12 @@ sys.path.insert(0, os.path.dirname(snakemake.scriptdir))  # noqa: F821
 import json
 from pathlib import Path
 
+from imgclf.carbon import track_emissions
 from imgclf.scripting import step
 from imgclf.training import runtime
 
 sm = snakemake  # noqa: F821
-with step("tune", sm.log[0]) as log:
+with step("tune", sm.log[0]) as log, track_emissions(sm.params.emissions, "tune", "search", sm.config["carbon"], log):
     config = sm.config
     settings = runtime.configure(config["seed"], sm.threads)
     from imgclf.io import write_csv, write_json

@@ -100,3 +100,105 @@ def test_a_single_judged_group_gives_no_gap():
     table = predictions()
     result = group_metrics(table, table["group"], ["a", "b"], min_group_size=5, n_boot=0)
     assert result["gaps"] == {} and "no gap can be judged" in result["note"]
+
+
+def synthetic_index(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    label = rng.choice(["ill", "well"], n)
+    scanner = np.where(label == "ill", rng.choice(["portable", "fixed"], n, p=[0.9, 0.1]),
+                       rng.choice(["portable", "fixed"], n, p=[0.1, 0.9]))
+    return pd.DataFrame({"path": [f"{i}.png" for i in range(n)], "label": label, "scanner": scanner,
+                         "site": rng.choice(["a", "b"], n), "age": rng.integers(20, 90, n).astype(str),
+                         "width": 32, "height": 32, "brightness": rng.random(n), "contrast": rng.random(n),
+                         "sharpness": rng.random(n)})
+
+
+def audit_config(**audit):
+    from imgclf.config import validate_config
+
+    return validate_config({"data": {"group_columns": ["scanner", "site", "age"]}, "audit": audit})
+
+
+def test_data_audit_turns_association_into_warnings_or_failures():
+    from imgclf.audit import audit_data
+
+    index = synthetic_index()
+    sets = {"train": index.iloc[:120], "val": index.iloc[120:160], "test": index.iloc[160:][["path"]]}
+    result = audit_data(index, sets, audit_config(numeric_bins={"age": [0, 50, 100]}))
+    flagged = {f["column"]: f["severity"] for f in result["findings"]}
+    assert flagged == {"scanner": "warning"}
+    assert {r["group"] for r in result["columns"]["age"]["representation"]} == {"[0, 50)", "[50, 100]"}
+    failing = audit_data(index, sets, audit_config(association_failure=0.5))
+    assert [f["severity"] for f in failing["findings"] if f["column"] == "scanner"] == ["error"]
+
+
+def test_model_audit_judges_the_gap_over_seeds():
+    from imgclf.audit import audit_models, group_metrics_table
+
+    index = synthetic_index(400)
+    test = index.iloc[200:]
+    # Every model is right on fixed-scanner images and wrong on a third of portable ones.
+    wrong = (test["scanner"] == "portable").to_numpy() & (np.arange(len(test)) % 3 == 0)
+    predicted = np.where(wrong, np.where(test["label"] == "ill", "well", "ill"), test["label"])
+    frame = pd.DataFrame({"path": test["path"].to_numpy(), "label": test["label"].to_numpy(), "predicted": predicted})
+    config = audit_config(bootstrap=20, image_slices=False, group_columns=["scanner", "site"], gap_warning=0.15)
+    result = audit_models({1: frame, 2: frame}, index, index.iloc[:200], ["ill", "well"], config)
+    scanner = result["summary"]["scanner"]
+    assert scanner["worst_group"] == "portable" and scanner["mean_difference"] == pytest.approx(
+        1 - (1 - wrong[test["scanner"].to_numpy() == "portable"].mean()))
+    assert [f["column"] for f in result["findings"]] == ["scanner"]
+    table = group_metrics_table(result["per_seed"])
+    assert set(table["seed"]) == {"1", "2"} and set(table["column"]) == {"scanner", "site"}
+    strict = audit_models({1: frame}, index, index.iloc[:200], ["ill", "well"],
+                          audit_config(bootstrap=0, image_slices=False, group_columns=["scanner"], gap_failure=0.1))
+    assert strict["findings"][0]["severity"] == "error"
+
+
+def test_audit_settings_are_checked_when_the_workflow_loads():
+    from imgclf.audit import check_audit
+    from imgclf.config import validate_config
+
+    with pytest.raises(ConfigError, match="'site', which is not in data.group_columns"):
+        check_audit(validate_config({"data": {"group_columns": ["sex"]}, "audit": {"group_columns": ["site"]}}))
+    with pytest.raises(ConfigError, match="'age', which is not an audited column"):
+        check_audit(validate_config({"data": {"group_columns": ["sex"]}, "audit": {"numeric_bins": {"age": 3}}}))
+    check_audit(validate_config({"audit": {"numeric_bins": {"age": 3}}}))  # columns known once the metadata is read
+
+
+def test_vectorised_bootstrap_matches_a_plain_loop_over_resamples():
+    """The counts-based bootstrap gives what recomputing each resample by hand gives."""
+    rng = np.random.default_rng(5)
+    n, n_boot, seed = 120, 30, 11
+    group = pd.Series(rng.choice(["f", "m", "x"], n))
+    label = rng.choice(["a", "b", "c"], n)
+    predicted = np.where(rng.random(n) < 0.7, label, rng.choice(["a", "b", "c"], n))
+    table = pd.DataFrame({"label": label, "predicted": predicted})
+    result = group_metrics(table, group, ["a", "b", "c"], min_group_size=1, n_boot=n_boot, seed=seed)
+    rows = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    gaps, recalls_f = [], []
+    for b in range(n_boot):
+        sample = table.iloc[rows[b]].assign(group=group.to_numpy()[rows[b]])
+        by_group = sample.groupby("group").apply(lambda s: (s["label"] == s["predicted"]).mean())
+        gaps.append(by_group.max() - by_group.min())
+        f = sample[(sample["group"] == "f") & (sample["label"] == "a")]
+        recalls_f.append((f["predicted"] == "a").mean() if len(f) else np.nan)
+    gap = result["gaps"]["accuracy"]
+    assert (gap["difference_low"], gap["difference_high"]) == pytest.approx(tuple(np.quantile(gaps, [0.025, 0.975])))
+    f_row = next(g for g in result["groups"] if g["group"] == "f")
+    assert (f_row["recall:a_low"], f_row["recall:a_high"]) == pytest.approx(
+        tuple(np.nanquantile(recalls_f, [0.025, 0.975])))
+    assert f_row["accuracy_low"] <= f_row["accuracy"] <= f_row["accuracy_high"]
+
+
+def test_a_group_absent_from_a_set_is_a_documented_warning():
+    """A group with no test image cannot be judged after training: the data audit says so before."""
+    from imgclf.audit import audit_data
+
+    index = synthetic_index()
+    index.loc[:159, "site"] = "a"
+    index.loc[160:, "site"] = "b"  # site b only in the test set, site a never in it
+    sets = {"train": index.iloc[:120], "val": index.iloc[120:160], "test": index.iloc[160:][["path"]]}
+    result = audit_data(index, sets, audit_config(image_slices=False))
+    messages = [f["message"] for f in result["findings"] if f["column"] == "site"]
+    assert "group 'a' of site has no image in the test set" in messages
+    assert "group 'b' of site has no image in the train set" in messages

@@ -86,9 +86,13 @@ def test_bad_yaml_file_is_a_config_error(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "config" / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_configs_are_valid(path):
     """Every documented example passes the schema and the TF-free load-time checks."""
+    from imgclf.audit import check_audit
+    from imgclf.carbon import check_carbon
     from imgclf.explore import check_studies
     from imgclf.final import check_final
 
     config = load_config(path)
     check_studies(config)
     check_final(config, None)
+    check_audit(config)
+    check_carbon(config)

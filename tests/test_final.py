@@ -205,3 +205,14 @@ def test_stage_times_sum_jobs_per_stage(tmp_path):
     table = stage_times_table(rows)
     assert "explore" in table and "24.0" in table  # the total
     assert "no benchmark file" in stage_times_table(stage_times(tmp_path / "absent"))
+
+
+def test_decisions_hold_only_the_training_sections(tmp_path):
+    """Later stages' settings (and new keys in their schema) are not decisions of a final model."""
+    train, val = tmp_path / "train.csv", tmp_path / "val.csv"
+    train.write_text("path,sha256,label,group\na.png,1,a,a.png\n")
+    val.write_text("path,sha256,label,group\nb.png,2,a,b.png\n")
+    full = validate_config({"carbon": {"country_iso_code": "FRA"}})
+    record = decisions(full, train, val)
+    assert set(record["config"]) == {"seed", "data", "model", "train"}
+    assert fingerprint(record) == fingerprint(decisions(validate_config({}), train, val))

@@ -43,3 +43,25 @@ def test_ham10000_validation_sees_imbalance_and_groups_by_lesion():
     split = make_split(result.index, SplitOptions.from_config(config))
     assert split.summary["leak_check"] == "passed"
     assert set(split.test["label"]) == set(result.summary["classes"])
+
+
+def test_ham10000_data_audit_measures_group_and_label_association():
+    """Real metadata: localization and age relate to the diagnosis on HAM10000; sex barely."""
+    from imgclf.audit import audit_data
+
+    root = shared_dataset("ham10000")
+    config = validate_config({
+        "data": {"source": "folder", "root": str(root), "metadata": str(root / "metadata.csv"),
+                 "group_columns": ["lesion_id", "age", "sex", "localization"], "image_size": [128, 128]},
+        "split": {"group_column": "lesion_id", "n_folds": 2},
+        "audit": {"group_columns": ["age", "sex", "localization"], "numeric_bins": {"age": [0, 30, 50, 70, 90]}}})
+    result = validate_source(config, root, metadata=root / "metadata.csv", workers=2)
+    split = make_split(result.index, SplitOptions.from_config(config))
+    train, val = split.folds[0]
+    audit = audit_data(result.index, {"train": train, "val": val, "test": split.test[["path"]]}, config)
+    v = {column: entry["association"]["cramers_v"] for column, entry in audit["columns"].items()}
+    assert set(v) >= {"age", "sex", "localization", "image:brightness", "image:aspect_ratio"}
+    assert v["sex"] < 0.15 < v["localization"] and v["age"] > 0.15
+    age_groups = {row["group"] for row in audit["columns"]["age"]["representation"]}
+    assert age_groups == {"[0, 30)", "[30, 50)", "[50, 70)", "[70, 90]", "(missing)"}
+    assert all(f["severity"] == "warning" for f in audit["findings"])

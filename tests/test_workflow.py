@@ -240,15 +240,14 @@ def pipeline_run(tmp_path_factory):
 
 
 def job_inputs(log: str) -> list[tuple[str, list[str]]]:
-    """(rule, input files) of every job in a Snakemake log."""
-    jobs = []
-    for block in log.split("\n\n"):
-        lines = block.strip().splitlines()
-        rule = next((line.split()[-1].rstrip(":") for line in lines if line.rstrip().endswith(":")
-                     and line.split()[0] in ("rule", "localrule")), None)
-        if rule:
-            inputs = next((line.split(":", 1)[1] for line in lines if line.strip().startswith("input:")), "")
-            jobs.append((rule, [p.strip() for p in inputs.split(",") if p.strip()]))
+    """(rule, input files) of every job in a Snakemake log (jobs started together share a block)."""
+    jobs: list[tuple[str, list[str]]] = []
+    for line in log.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("rule", "localrule") and line.rstrip().endswith(":"):
+            jobs.append((words[1].rstrip(":"), []))
+        elif jobs and line.startswith("    input:") and not jobs[-1][1]:
+            jobs[-1][1].extend(p.strip() for p in line.split(":", 1)[1].split(",") if p.strip())
     return jobs
 
 
@@ -324,6 +323,110 @@ def test_only_the_evaluation_rule_reads_the_test_manifest(pipeline_run):
     assert {name for name, text in rules.items() if "splits/test.csv" in text} == {"split.smk", "evaluate.smk"}
 
 
+def test_the_bias_audit_runs_before_training_and_after_the_evaluation(pipeline_run):
+    workdir, _, log = pipeline_run
+    data = json.loads((workdir / "results/audit/data.json").read_text())
+    assert set(data["columns"]) == {"image:brightness", "image:contrast", "image:sharpness", "image:size",
+                                    "image:aspect_ratio"}  # the digits have no metadata: image slices
+    models = json.loads((workdir / "results/audit/groups.json").read_text())
+    assert set(models["per_seed"]) == {"42", "43"} and models["metric"] == "accuracy"
+    brightness = models["per_seed"]["42"]["image:brightness"]
+    assert {g["group"] for g in brightness["groups"]} == {"low", "mid", "high"}
+    assert sum(g["n"] for g in brightness["groups"]) == json.loads(
+        (workdir / "results/evaluate/summary.json").read_text())["n_test"]
+    table = (workdir / "results/audit/group_metrics.csv").read_text().splitlines()
+    assert table[0].startswith("seed,column,group,n,judged,accuracy,balanced_accuracy,recall:0")
+    assert (workdir / "results/audit/audit.md").read_text().startswith("# Bias audit")
+    assert (workdir / "results/audit/group_metrics.png").stat().st_size > 0
+    assert {"audit_data", "audit_models"} <= {rule for rule, _ in job_inputs(log)}
+
+
+def test_every_training_job_records_its_emissions_and_the_report_sums_them(pipeline_run):
+    workdir, _, log = pipeline_run
+    jobs = workdir / "results/carbon/jobs"
+    files = sorted(str(p.relative_to(jobs)) for p in jobs.rglob("*.csv"))
+    assert files == ["evaluate/seed_42.csv", "evaluate/seed_43.csv", "explore/opt/p00.csv", "explore/opt/p01.csv",
+                     "final/seed_42.csv", "final/seed_43.csv", "tune.csv"]
+    carbon = json.loads((workdir / "results/carbon/carbon.json").read_text())
+    assert [s["stage"] for s in carbon["stages"]] == ["explore", "tune", "final", "evaluate"]
+    assert carbon["total"]["attempts"] == 7 and carbon["total"]["kwh"] > 0 and carbon["killed_or_failed"] == []
+    assert carbon["total"]["litres"] == pytest.approx(carbon["total"]["kwh"] * 1.8)
+    assert carbon["measures"]["cpu"]["kind"] in ("estimated", "measured")
+    assert carbon["intensity"][0].startswith("world average") and carbon["energy_per_point"]["metric"] == "accuracy"
+    markdown = (workdir / "results/carbon/carbon.md").read_text()
+    assert "| tune | 1 | 1 |" in markdown and "world average" in markdown
+    assert "carbon: tracking final/seed_42" in (workdir / "logs/final/seed_42.log").read_text()
+
+
+REPORT_SECTIONS = ("summary", "config", "data", "split", "exploration", "tuning", "training", "test", "audit",
+                   "carbon", "environment")
+
+
+def report_sections(page: str) -> dict[str, str]:
+    parts = page.split('<section id="')[1:]
+    return {part.split('"', 1)[0]: part.split("</section>", 1)[0] for part in parts}
+
+
+def test_the_html_report_holds_every_section_of_the_run(pipeline_run):
+    workdir, config, _ = pipeline_run
+    page = (workdir / "results/report/report.html").read_text()
+    sections = report_sections(page)
+    assert tuple(sections) == REPORT_SECTIONS
+    for name, body in sections.items():
+        assert "not produced" not in body and len(body) > 200, name
+    summary = json.loads((workdir / "results/evaluate/summary.json").read_text())
+    assert f"{summary['aggregate']['accuracy']['mean']:.4g}" in sections["summary"]
+    assert "Next action" in sections["summary"] and "NOT all met" in sections["summary"]
+    assert "<code>" in sections["config"] and "leak check" in sections["split"]
+    assert "Which optimizer?" in sections["exploration"] and "Best:" in sections["exploration"]
+    assert "bayesian search, 2 trials" in sections["tuning"]
+    assert sections["training"].count("<details") == 2 and "Next action" in sections["training"]
+    assert "ece &lt;= 0.0" in sections["test"] and "Misclassified" in sections["test"]
+    assert "image:brightness" in sections["audit"] and "Cramér" in sections["audit"]
+    assert "world average" in sections["carbon"] and "tensorflow-cpu" in sections["environment"]
+    assert page.count('<img src="data:image/png;base64,') >= 14  # figures embedded: one self-contained file
+    assert "http://" not in page and "https://" not in page
+
+
+def test_the_html_report_opens_in_headless_chromium(pipeline_run, tmp_path):
+    """Every image loads and the console stays clean, in Debian's chromium (installed by .ci/run)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on this machine (.ci/run installs Debian's chromium; apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements/lock.txt")
+    report = pipeline_run[0] / "results/report/report.html"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        messages = []
+        page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
+        headings = page.evaluate("Array.from(document.querySelectorAll('section h2')).map(h => h.textContent)")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert len(images) >= 14 and all(loaded for _, loaded in images), [alt for alt, ok in images if not ok]
+    assert messages == []
+    assert headings[0] == "At a glance" and headings[-1] == "Environment" and len(headings) == len(REPORT_SECTIONS)
+    assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_snakemake_report_includes_the_pipeline_outputs(pipeline_run, tmp_path):
+    workdir, config, _ = pipeline_run
+    target = tmp_path / "snakemake_report.html"
+    result = run_snakemake(workdir, "--configfile", str(config), "--report", str(target))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = target.read_text()
+    for category in ("0. Report", "1. Data", "4. Final trainings", "5. Test evaluation", "6. Bias audit",
+                     "7. Carbon and water"):
+        assert category in text, category
+    assert "report.html" in text and "sample_images.png" in text
+
+
 def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, tmp_path):
     workdir = tmp_path / "copy"
     shutil.copytree(pipeline_run[0], workdir, symlinks=True)
@@ -351,7 +454,9 @@ def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, 
     config = write_config(workdir, {**changed, "targets": [{"metric": "accuracy", "min": 0.1}]})
     result = run_snakemake(workdir, "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-4000:]
-    assert jobs_run(result.stderr) == {"evaluation_summary", "deploy_model", "all"}
+    # The summary and what reads it; no training, no evaluation, no audit of the predictions.
+    assert jobs_run(result.stderr) == {"evaluation_summary", "deploy_model", "carbon_report", "report_galleries",
+                                       "report", "all"}
     markdown = (workdir / "results/evaluate/summary.md").read_text()
     assert "Warning: the sealed test set was evaluated again" in markdown
     assert 'reason given: "a reviewer asked for two epochs"; changed: config.train.epochs' in markdown
@@ -367,6 +472,10 @@ def test_bad_targets_and_final_settings_stop_before_any_job(tmp_path):
         ({"split": {"n_folds": 2}, "final": {"fold": 3}}, "final.fold is 3"),
         ({"final": {"n_seeds": 0}}, "final.n_seeds"),
         ({"tune": {"enabled": True, "max_trials": 0}}, "tune.max_trials"),
+        ({"data": {"group_columns": []}, "audit": {"group_columns": ["sex"]}},
+         "audit.group_columns names 'sex', which is not in data.group_columns"),
+        ({"carbon": {"country_iso_code": "XYZ"}}, "carbon.country_iso_code is 'XYZ', which is not a country"),
+        ({"carbon": {"country_iso_code": "FRA", "region": "paris"}}, "regions only for USA and CAN"),
     ]
     for overrides, message in cases:
         config = write_config(tmp_path, overrides)

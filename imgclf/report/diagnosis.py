@@ -1,0 +1,205 @@
+"""A diagnosis of each final run, in the order of PRACTICES.md section 2.
+
+When a model underperforms, check, from the most to the least impact: the data
+(image quality, variety, labels, balance), underfitting, overfitting, then the
+updates themselves (exploding or frozen weights: the learning rate and the
+other hyperparameters). Each check here reads what the pipeline already wrote:
+the validation and data-audit findings, the run's history (training curves)
+and its weight-change records, and the targets. The *next action* is that of
+the first problem found in this order; a run that meets its targets with no
+problem is told so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Thresholds of the checks (documented in the report and the README).
+OVERFIT_RISE = 0.10  # validation loss at the end this much above its minimum (relative)
+OVERFIT_GAP = 0.10  # training accuracy this much above validation accuracy at the end
+FROZEN_CHANGE = 1e-3  # relative weight change (from the initial weights) under which a layer "did not move"
+EXPLODED_CHANGE = 10.0  # relative weight change above which a layer "blew up"
+
+ORDER = ("data", "underfitting", "overfitting", "updates")
+
+ACTIONS = {
+    "data": "Fix the data first (PRACTICES.md section 2, step 2): see the validation and audit findings; "
+            "check image quality, label quality, variety and class balance, or gather more data.",
+    "underfitting": "Underfitting (step 4): use a bigger network (more filters or layers, a larger input size, "
+                    "a pretrained backbone), train longer, or raise the learning rate.",
+    "overfitting": "Overfitting (step 5): add augmentation, dropout or weight decay, or stop earlier "
+                   "(early stopping on the validation loss); more data helps most.",
+    "overconfident": "The validation loss rises while the validation accuracy still improves: the model grows "
+                     "overconfident rather than worse. Train longer with more patience (early stopping on "
+                     "val_accuracy), not with more regularisation (PRACTICES.md section 7's worked example).",
+    "exploded": "The updates explode (step 6, the learning rate first): lower the learning rate (by 3 to 10 times), "
+                "and check the input normalisation.",
+    "frozen": "The weights do not move: check that the layers are trainable and the learning rate is not tiny; "
+              "raise the learning rate.",
+    "hyperparameters": "No data, fitting or update problem found: tune the other hyperparameters by decreasing "
+                       "influence (the learning rate, then the optimizer and its parameters, then the rest).",
+    "met": "The targets are met and no problem was found: deploy the chosen model, and watch for drift "
+           "(PRACTICES.md section 9).",
+}
+
+
+def _finding(kind: str, severity: str, message: str, action: str, **details: Any) -> dict[str, Any]:
+    return {"kind": kind, "severity": severity, "message": message, "action": action, **details}
+
+
+def data_findings(validation: list[dict[str, Any]], audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Data problems: validation warnings and data-audit findings (errors stop the pipeline earlier)."""
+    found = []
+    for item in validation:
+        if item.get("severity") in ("warning", "error"):
+            found.append(_finding("data", "warning", f"validation: {item['message']}", ACTIONS["data"],
+                                  hint=item.get("hint", "")))
+    for item in audit:
+        found.append(_finding("data", "warning", f"bias audit ({item['column']}): {item['message']}", ACTIONS["data"]))
+    return found
+
+
+def accuracy_target(targets: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """The first target with a minimum on accuracy or balanced accuracy, as (metric, minimum)."""
+    for target in targets:
+        if target.get("metric") in ("accuracy", "balanced_accuracy") and target.get("min") is not None:
+            return target["metric"], float(target["min"])
+    return None
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").replace([np.inf, -np.inf], np.nan)
+
+
+def fitting_findings(history: pd.DataFrame, targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Underfitting (training metric below the target) and overfitting (validation loss rising while
+    the training loss falls, from which epoch), from a run's history."""
+    found: list[dict[str, Any]] = []
+    if history.empty or "loss" not in history:
+        return found
+    target = accuracy_target(targets)
+    if target is not None and "accuracy" in history:
+        # The training metric Keras records is accuracy; for a balanced-accuracy target it is the closest proxy.
+        best_train = float(_finite(history["accuracy"]).max())
+        if math.isfinite(best_train) and best_train < target[1]:
+            found.append(_finding(
+                "underfitting", "problem",
+                f"training accuracy peaked at {best_train:.3f}, below the target {target[0]} >= {target[1]}: "
+                "the model does not fit even its training images well enough", ACTIONS["underfitting"],
+                best_training_accuracy=best_train))
+    if "val_loss" not in history:
+        return found
+    val_loss, loss = _finite(history["val_loss"]), _finite(history["loss"])
+    if val_loss.notna().sum() < 3:
+        return found
+    best = int(val_loss.idxmin())
+    best_epoch = int(history.loc[best, "epoch"])
+    last = val_loss.last_valid_index()
+    rose = val_loss[last] > val_loss[best] * (1 + OVERFIT_RISE) and last > best
+    fell = loss[last] < loss[best]
+    if rose and fell:
+        still_improving = False
+        if "val_accuracy" in history:
+            val_acc = _finite(history["val_accuracy"])
+            still_improving = bool(val_acc[best + 1:].max() > val_acc[best]) if last > best else False
+        kind = "overconfident" if still_improving else "overfitting"
+        found.append(_finding(
+            "overfitting", "problem",
+            f"validation loss rose from {val_loss[best]:.4f} (epoch {best_epoch}) to {val_loss[last]:.4f} "
+            f"(epoch {int(history.loc[last, 'epoch'])}) while the training loss fell from {loss[best]:.4f} to "
+            f"{loss[last]:.4f}: overfitting from epoch {best_epoch + 1}"
+            + ("; validation accuracy still improved after it" if still_improving else ""),
+            ACTIONS[kind], from_epoch=best_epoch + 1, variant=kind))
+    elif {"accuracy", "val_accuracy"} <= set(history.columns):
+        gap = float(_finite(history["accuracy"])[last] - _finite(history["val_accuracy"])[last])
+        if gap > OVERFIT_GAP:
+            found.append(_finding(
+                "overfitting", "problem",
+                f"training accuracy exceeds validation accuracy by {gap:.3f} at the last epoch", ACTIONS["overfitting"],
+                gap=gap, variant="overfitting"))
+    return found
+
+
+def update_findings(history: pd.DataFrame, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Updates that explode (non-finite losses, weights blown up) or do not move (frozen weights).
+
+    Args:
+        history: The run's history.
+        changes: The weight-change records of its weight samples: per epoch and layer,
+            ``relative_change`` from the initial weights and ``mean_abs``.
+    """
+    found: list[dict[str, Any]] = []
+    loss_columns = [c for c in ("loss", "val_loss") if c in history]
+    bad = history[[c for c in loss_columns]].apply(pd.to_numeric, errors="coerce")
+    if not bad.empty and (~np.isfinite(bad.to_numpy(dtype=float))).any():
+        epoch = int(history.loc[(~np.isfinite(bad.to_numpy(dtype=float))).any(axis=1), "epoch"].iloc[0])
+        found.append(_finding("updates", "problem", f"the loss became NaN or infinite at epoch {epoch}",
+                              ACTIONS["exploded"], variant="exploded", epoch=epoch))
+    if not changes:
+        return found
+    table = pd.DataFrame(changes)
+    last = table[table["epoch"] == table["epoch"].max()]
+    if last.empty or table["epoch"].max() == 0:
+        return found
+    # Relative changes of kernels only: biases start at zero, so any move is "infinitely" large.
+    kernels = last[last["weight"] == "kernel"]
+    change = _finite(kernels["relative_change"])
+    blown = pd.concat([kernels[(change > EXPLODED_CHANGE) | change.isna()],
+                       last[~np.isfinite(pd.to_numeric(last["mean_abs"], errors="coerce").fillna(np.inf))]])
+    if not blown.empty and not any(f.get("variant") == "exploded" for f in found):
+        names = ", ".join(sorted(set(blown["layer"] + "/" + blown["weight"])))
+        found.append(_finding("updates", "problem",
+                              f"weights blew up (changed by more than {EXPLODED_CHANGE:g} times their initial norm, "
+                              f"or became non-finite): {names}", ACTIONS["exploded"], variant="exploded"))
+    if change.notna().any() and float(change.max()) < FROZEN_CHANGE:
+        found.append(_finding("updates", "problem",
+                              f"no sampled layer moved by more than {FROZEN_CHANGE:g} of its initial norm "
+                              f"(largest change {float(change.max()):.2g})", ACTIONS["frozen"], variant="frozen"))
+    return found
+
+
+def diagnose_run(history: pd.DataFrame, changes: list[dict[str, Any]], targets: list[dict[str, Any]],
+                 data: list[dict[str, Any]], targets_met: bool | None) -> dict[str, Any]:
+    """The diagnosis of one final run.
+
+    Args:
+        history: Its history (epoch, loss, accuracy, val_loss, val_accuracy...).
+        changes: Its weight-change records.
+        targets: The configured targets.
+        data: :func:`data_findings` (shared by every run).
+        targets_met: Whether the targets are met over the seeds (None: no targets).
+
+    Returns:
+        ``findings`` in the order of PRACTICES.md section 2 (data, underfitting,
+        overfitting, updates), ``next_action`` and ``reason`` (which finding decided it).
+    """
+    findings = data + fitting_findings(history, targets) + update_findings(history, changes)
+    findings.sort(key=lambda f: ORDER.index(f["kind"]))
+    problems = [f for f in findings if f["severity"] == "problem"]
+    exploded = next((f for f in problems if f.get("variant") == "exploded"), None)
+    if exploded is not None:
+        # A diverged run says nothing about its data or its fit: the updates come first.
+        decided = exploded
+    elif targets_met is False or (targets_met is None and problems):
+        # The model underperforms: the first finding in the order of section 2 decides.
+        decided = next(iter(findings), None)
+    else:
+        decided = problems[0] if problems else None
+    if decided is None:
+        action = ACTIONS["met"] if targets_met else ACTIONS["hyperparameters"]
+        reason = "targets met, no problem found" if targets_met else "no problem found in the data, fit or updates"
+    else:
+        action, reason = decided["action"], f"{decided['kind']}: {decided['message']}"
+    return {"findings": findings, "next_action": action, "reason": reason}
+
+
+def changes_from_weight_samples(path: str) -> list[dict[str, Any]]:
+    """The weight-change records stored in a run's ``weight_samples.npz``."""
+    import json
+
+    with np.load(path) as arrays:
+        return json.loads(str(arrays["changes"])) if "changes" in arrays.files else []

@@ -1,0 +1,51 @@
+# Bias audit: the data before training (association with the label, representation
+# per set), and every final model's test predictions by group after the evaluation.
+
+
+rule audit_data:
+    input:
+        index="results/data/index.csv",
+        train="results/splits/fold_0/train.csv",
+        val="results/splits/fold_0/val.csv",
+    output:
+        audit="results/audit/data.json",
+        representation="results/audit/representation.csv",
+    params:
+        settings=lambda wildcards: {k: config[k] for k in ("audit", "data")},
+    log:
+        "logs/audit/audit_data.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/audit_data.py"
+
+
+rule audit_models:
+    input:
+        predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
+        index="results/data/index.csv",
+        train="results/splits/fold_0/train.csv",
+        data_audit="results/audit/data.json",
+    output:
+        audit="results/audit/groups.json",
+        group_metrics="results/audit/group_metrics.csv",
+        markdown="results/audit/audit.md",
+        plot=report(
+            "results/audit/group_metrics.png", caption="../report/figure.rst", category="6. Bias audit"
+        ),
+    params:
+        # Only what the audit reads: a new unseal reason or target must not rerun it.
+        settings=lambda wildcards: {
+            "audit": config["audit"],
+            "data": config["data"],
+            "evaluation": {"confidence": config["evaluation"]["confidence"]},
+        },
+    log:
+        "logs/audit/audit_models.log",
+    benchmark:
+        "logs/benchmarks/audit/audit_models.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/audit_models.py"
