@@ -45,6 +45,8 @@ def test_overfitting_is_found_with_the_epoch_it_starts():
     (finding,) = fitting_findings(overconfident, TARGETS)
     assert finding["variant"] == "overconfident" and finding["action"] == ACTIONS["overconfident"]
     assert fitting_findings(HEALTHY, TARGETS) == []
+    one_bad_epoch = history([1.0, 0.5, 0.3, 0.2], [1.0, 0.6, 0.4, 0.8], [0.6, 0.85, 0.93, 0.96], [0.6, 0.8, 0.9, 0.9])
+    assert fitting_findings(one_bad_epoch, TARGETS) == []  # noise, not a trend
 
 
 def test_underfitting_is_the_training_metric_below_the_target():

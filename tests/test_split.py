@@ -148,3 +148,18 @@ def test_group_ids_keep_their_leading_zeros(tmp_path):
     assert reread["patient"].iloc[0] == "000"
     split = make_split(reread, SplitOptions(group_column="patient", n_folds=2))
     assert split.test["group"].str.len().eq(3).all()
+
+
+def test_atomic_writes_leave_shareable_files_and_no_temporary(tmp_path):
+    """Results are written through a rename, with the usual permissions (not mkstemp's 0600)."""
+    import os
+    import stat
+
+    from imgclf.io import atomic_write_text
+
+    target = tmp_path / "out" / "report.html"
+    atomic_write_text(target, "<html></html>")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in target.parent.iterdir()] == ["report.html"]

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 #: Thresholds of the checks (documented in the report and the README).
-OVERFIT_RISE = 0.10  # validation loss at the end this much above its minimum (relative)
+OVERFIT_RISE = 0.10  # validation loss at the end this much above its minimum (relative)...
+OVERFIT_EPOCHS = 2  # ...reached at least this many epochs before the end (one bad epoch is noise)
 OVERFIT_GAP = 0.10  # training accuracy this much above validation accuracy at the end
 FROZEN_CHANGE = 1e-3  # relative weight change (from the initial weights) under which a layer "did not move"
 EXPLODED_CHANGE = 10.0  # relative weight change above which a layer "blew up"
@@ -99,7 +100,7 @@ def fitting_findings(history: pd.DataFrame, targets: list[dict[str, Any]]) -> li
     best = int(val_loss.idxmin())
     best_epoch = int(history.loc[best, "epoch"])
     last = val_loss.last_valid_index()
-    rose = val_loss[last] > val_loss[best] * (1 + OVERFIT_RISE) and last > best
+    rose = val_loss[last] > val_loss[best] * (1 + OVERFIT_RISE) and last - best >= OVERFIT_EPOCHS
     fell = loss[last] < loss[best]
     if rose and fell:
         still_improving = False

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, OVERFIT_GAP, OVERFIT_RISE,
+from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, OVERFIT_EPOCHS, OVERFIT_GAP, OVERFIT_RISE,
                                      changes_from_weight_samples, data_findings, diagnose_run)
 
 SECTIONS = (
@@ -246,8 +246,8 @@ def _training(ctx: dict[str, Any]) -> str:
     chosen = (ctx["model"] or {}).get("chosen", {}).get("seed")
     thresholds = (f"<p class='note'>Checks, in the order of PRACTICES.md section 2: data (validation warnings "
                   f"and bias-audit findings); underfitting (the best training accuracy below the accuracy target); "
-                  f"overfitting (validation loss {100 * OVERFIT_RISE:.0f}% above its minimum at the end while the "
-                  f"training loss fell, or training accuracy {OVERFIT_GAP:g} above validation accuracy); updates "
+                  f"overfitting (validation loss {100 * OVERFIT_RISE:.0f}% above its minimum at the end, reached at "
+                  f"least {OVERFIT_EPOCHS} epochs before, while the training loss fell, or training accuracy {OVERFIT_GAP:g} above validation accuracy); updates "
                   f"(NaN losses, weights changed by more than {EXPLODED_CHANGE:g} times their initial norm, or no "
                   f"layer changed by {FROZEN_CHANGE:g}). When the targets are not met, the first finding in that "
                   f"order sets the next action.</p>")
