@@ -192,6 +192,46 @@ def best_hyperparameters(tuner: kt.Tuner) -> dict[str, Any]:
     return {name: value for name, value in hp.values.items() if hp.is_active(name)}
 
 
+def search_settings(trial_config: dict[str, Any], data: dict[str, Any], train_manifest_text: str,
+                    val_manifest: str | Path) -> dict[str, Any]:
+    """What a search's finished trials depend on: all but the budget of trials.
+
+    Raising ``tune.max_trials`` continues a search; anything else here (the space, the
+    epochs, the data, the seed, the model...) makes its trials incomparable.
+    """
+    import hashlib
+
+    from imgclf.io import sha256_file
+
+    config = copy.deepcopy(trial_config)
+    config["tune"].pop("max_trials", None)
+    return {"config": config, "data": {k: v for k, v in data.items() if not k.endswith("_manifest")},
+            "train_manifest_sha256": hashlib.sha256(train_manifest_text.encode()).hexdigest(),
+            "val_manifest_sha256": sha256_file(val_manifest)}
+
+
+def start_afresh_if_changed(directory: Path, settings: dict[str, Any], log: Any = None) -> None:
+    """Empty a search folder left by a search with other settings; record the current ones.
+
+    Keras Tuner would otherwise resume the old search and count its trials as done.
+    """
+    import shutil
+
+    marker = directory / "search_settings.json"
+    text = json.dumps(settings, sort_keys=True, indent=1, default=str)
+    if marker.is_file() and marker.read_text(encoding="utf-8") != text:
+        if log:
+            log.warning("the search settings changed since the trials in %s were run: starting afresh", directory)
+        for child in directory.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    elif not marker.is_file() and (directory / "search").exists():
+        if log:
+            log.warning("%s holds a search of unknown settings: starting afresh", directory)
+        shutil.rmtree(directory / "search")
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(text, encoding="utf-8")
+
+
 def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size: int,
                log: Any = None, threads: int = 1) -> dict[str, Any]:
     """Search the configured space; resume from ``directory`` if a search was interrupted.
@@ -208,7 +248,7 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
         ``best`` (values by dotted key), ``table`` (DataFrame of trials), ``histories``
         (trial id to history DataFrame) and the search settings.
     """
-    from imgclf.io import read_index, write_csv
+    from imgclf.io import csv_text, read_index, write_csv
     from imgclf.training.inputs import infer_channels, read_manifest
 
     tune = config["tune"]
@@ -224,7 +264,6 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
     val = read_manifest(inputs.val_manifest, inputs.data_root, classes)
     subsampled = directory / "train_subsample.csv"
     table = subsample(train.table, tune["data_fraction"], config["seed"])
-    write_csv(subsampled, table)
     n_train = len(table)
     trial_config = copy.deepcopy(config)
     trial_config["train"]["epochs"] = tune["epochs"]
@@ -232,6 +271,8 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
             "data_root": str(inputs.data_root), "classes": classes, "image_size": list(config["data"]["image_size"]),
             "channels": channels, "batch_size": batch_size, "objective": tune["objective"], "seed": config["seed"],
             "threads": threads}
+    start_afresh_if_changed(directory, search_settings(trial_config, data, csv_text(table), inputs.val_manifest), log)
+    write_csv(subsampled, table)
     runner = TrialRunner(trial_config, space, data, directory, log)
     tuner = make_tuner(tune["algorithm"], runner, tune["objective"], tune["max_trials"], config["seed"],
                        directory, "search", max_epochs=tune["epochs"])

@@ -118,3 +118,21 @@ def test_a_failing_trial_stops_the_search_with_its_error(fold, tmp_path):
     with pytest.raises(TrialError, match="tuning trial .* failed") as error:
         tuner.search(verbose=0)
     assert "nowhere" in str(error.value) and "a rerun resumes the search" in str(error.value)
+
+
+def test_changed_search_settings_start_afresh_instead_of_reusing_old_trials(fold, tmp_path, monkeypatch):
+    """A resumed search must not count trials run with another space, epochs or data."""
+    search(fold, tmp_path / "a", max_trials=1)
+    narrowed = tuning_config(1)
+    narrowed["tune"]["search_space"] = [{"name": "model.dropout", "type": "float", "min": 0.1, "max": 0.2}]
+    calls = []
+    original = TrialRunner.run
+
+    def counting_run(self, hp):
+        calls.append(1)
+        return original(self, hp)
+
+    monkeypatch.setattr(TrialRunner, "run", counting_run)
+    result = run_tuning(narrowed, fold, tmp_path / "a", 16)
+    assert len(calls) == 1 and len(result["table"]) == 1  # the old trial is gone, one new one ran
+    assert set(result["best"]) == {"model.dropout"} and 0.1 <= result["best"]["model.dropout"] <= 0.2
