@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run test lint benchmark benchmark-validation benchmark-training benchmark-pipeline venv venv-gpu lock clean
+.PHONY: run test lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc venv venv-gpu lock clean dvc-yaml repro verify restamp
 
 venv: $(VENV)/.installed
 
@@ -33,8 +33,24 @@ lint: venv
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake -n --quiet
 
+## The pipeline under DVC (dvc.yaml's stages call Snakemake; see README.md, "DVC").
+repro: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+## Regenerate dvc.yaml from the workflow and config/config.yaml.
+dvc-yaml: venv
+	$(BIN)/python -m imgclf.dvc_pipeline
+
+## For reviewers, after dvc pull: re-derive the manifests, re-evaluate the models (RETRAIN=42: retrain a seed).
+verify: venv
+	$(BIN)/python -m imgclf.verify $(if $(RETRAIN),--retrain $(RETRAIN))
+
+## After a checkout into a folder Snakemake never ran in: mark the pulled results up to date.
+restamp: venv
+	$(BIN)/snakemake --touch --cores 1
+
 ## Every benchmark (figures printed, and written to benchmarks/results/).
-benchmark: benchmark-validation benchmark-training benchmark-pipeline
+benchmark: benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc
 
 ## Validation throughput on the default data and ../shared/data/ham10000.
 benchmark-validation: venv
@@ -47,6 +63,10 @@ benchmark-training: venv
 ## The default pipeline's wall time and stage times; tuning, final trainings and test accuracy on ../shared/data/malaria.
 benchmark-pipeline: venv
 	$(BIN)/python benchmarks/pipeline_benchmarks.py
+
+## dvc repro of the default pipeline in a fresh git repository; the cost of a no-op dvc repro.
+benchmark-dvc: venv
+	$(BIN)/python benchmarks/dvc_benchmarks.py
 
 ## A GPU environment for clusters: TensorFlow with CUDA wheels instead of tensorflow-cpu.
 venv-gpu: VENV = .venv-gpu

@@ -55,6 +55,7 @@ include: "rules/final.smk"
 include: "rules/evaluate.smk"
 include: "rules/audit.smk"
 include: "rules/report.smk"
+include: "rules/stages.smk"
 
 
 try:

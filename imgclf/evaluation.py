@@ -324,6 +324,21 @@ def summarize_evaluation(per_seed: dict[int, dict[str, Any]], targets: list[dict
             "reevaluations": reevaluations}
 
 
+def headline_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """The test figures as a compact JSON for ``dvc metrics show``/``diff``: mean, std and
+    interval of the global metrics and of each class's recall, and the targets' verdicts."""
+    aggregate = summary["aggregate"]
+    names = [*GLOBAL_METRICS, *(f"per_class.{c}.recall" for c in summary["classes"])]
+    result: dict[str, Any] = {
+        name.replace("per_class.", "recall_").replace(".recall", ""):
+            {k: aggregate[name][k] for k in ("mean", "std", "low", "high")}
+        for name in names if name in aggregate}
+    result.update(n_test=summary["n_test"], n_models=len(summary["seeds"]),
+                  targets_met=bool(summary["all_targets_met"]),
+                  targets_met_with_confidence=bool(summary["all_targets_met_with_confidence"]))
+    return result
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 

@@ -37,10 +37,17 @@ def get_validation_settings():
     }
 
 
+def get_data_root_input():
+    """The data root as an input whose modification time is ignored: a folder's time says
+    nothing of its images' content (validation fingerprints the listing, training checks each
+    image's sha256), and DVC checkouts and copies reset it."""
+    return ancient(get_data_root())
+
+
 def get_validation_input(wildcards):
     """The data root, and the manifest and metadata files when configured."""
     data = config["data"]
-    inputs = {"data_root": get_data_root()}
+    inputs = {"data_root": get_data_root_input()}
     if data["source"] == "manifest":
         inputs["manifest"] = data["manifest"]
     if data["metadata"]:
@@ -100,7 +107,7 @@ def get_training_input(wildcards):
         "index": "results/data/index.csv",
         "train": get_exploration_manifest("train"),
         "val": get_exploration_manifest("val"),
-        "data_root": get_data_root(),
+        "data_root": get_data_root_input(),
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
@@ -114,7 +121,7 @@ def get_tuning_input(wildcards):
         "index": "results/data/index.csv",
         "train": f"results/splits/fold_{fold}/train.csv",
         "val": f"results/splits/fold_{fold}/val.csv",
-        "data_root": get_data_root(),
+        "data_root": get_data_root_input(),
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
@@ -176,7 +183,7 @@ def get_final_input(wildcards):
         "index": "results/data/index.csv",
         "train": f"results/splits/fold_{fold}/train.csv",
         "val": f"results/splits/fold_{fold}/val.csv",
-        "data_root": get_data_root(),
+        "data_root": get_data_root_input(),
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
@@ -220,6 +227,7 @@ def get_evaluation_output():
         "results/carbon/carbon.json",
         "results/carbon/carbon.md",
         "results/report/report.html",
+        "results/reproducibility.json",
     ]
 
 

@@ -9,7 +9,7 @@ rule evaluate_model:
         training="results/final/seed_{seed}/metrics.json",
         test="results/splits/test.csv",
         index="results/data/index.csv",
-        data_root=get_data_root(),
+        data_root=get_data_root_input(),
     output:
         metrics="results/evaluate/seed_{seed}/metrics.json",
         predictions="results/evaluate/seed_{seed}/predictions.csv",
@@ -39,6 +39,8 @@ rule evaluation_summary:
         summary="results/evaluate/summary.json",
         markdown="results/evaluate/summary.md",
         per_seed="results/evaluate/metrics_per_seed.csv",
+        # The figures dvc metrics show and dvc metrics diff read (dvc.yaml).
+        headline="results/evaluate/test_metrics.json",
         confusion_matrix=report(
             "results/evaluate/confusion_matrix.png",
             caption="../report/confusion_matrix.rst",
@@ -66,10 +68,17 @@ rule deploy_model:
         models=get_final_files("results/final/seed_{seed}/model.keras"),
         trainings=get_final_files("results/final/seed_{seed}/metrics.json"),
         evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        histories=get_final_files("results/final/seed_{seed}/history.csv"),
+        curves=get_final_files("results/final/seed_{seed}/curves.png"),
+        predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
         summary="results/evaluate/summary.json",
     output:
         model="results/model/model.keras",
         card="results/model/model.json",
+        # The deployed run's, at fixed paths (dvc plots show reads them).
+        history="results/model/history.csv",
+        curves="results/model/curves.png",
+        predictions="results/model/predictions.csv",
     params:
         rule=config["evaluation"]["deploy"],
     log:

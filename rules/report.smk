@@ -33,7 +33,7 @@ rule report_galleries:
         train=get_exploration_manifest("train"),
         predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
         model_card="results/model/model.json",
-        data_root=get_data_root(),
+        data_root=get_data_root_input(),
     output:
         samples_plot=report(
             "results/report/sample_images.png",
@@ -77,3 +77,23 @@ rule report:
         "../envs/data.yaml"
     script:
         "../scripts/report.py"
+
+
+rule reproducibility_record:
+    input:
+        index="results/data/index.csv",
+        manifests=[*get_fold_manifests("train"), *get_fold_manifests("val")],
+        finals=get_final_files("results/final/seed_{seed}/metrics.json"),
+        evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+    output:
+        record="results/reproducibility.json",
+    params:
+        config=config,
+        workflow_dir=workflow.basedir,
+    log:
+        "logs/report/reproducibility_record.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/reproducibility_record.py"

@@ -27,6 +27,12 @@ with step("deploy_model", sm.log[0]) as log:
     shutil.copyfile(source, temporary)
     os.replace(temporary, sm.output.model)
     training = next(t for t in trainings if t["seed"] == seed)
+    rank = [t["seed"] for t in trainings].index(seed)
+    for sources, target in ((sm.input.histories, sm.output.history), (sm.input.curves, sm.output.curves),
+                            (sm.input.predictions, sm.output.predictions)):
+        temporary = Path(target).with_name(f".{Path(target).name}.partial")
+        shutil.copyfile(sources[rank], temporary)
+        os.replace(temporary, target)
     summary = json.loads(Path(sm.input.summary).read_text())
     test = evaluations[seed]["metrics"]
     write_json(sm.output.card, {

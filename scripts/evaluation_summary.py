@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from imgclf.evaluation import GLOBAL_METRICS, evaluation_markdown, flatten_metrics, summarize_evaluation
+from imgclf.evaluation import (GLOBAL_METRICS, evaluation_markdown, flatten_metrics, headline_metrics,
+                               summarize_evaluation)
 from imgclf.evaluation_plots import plot_confusion_matrix, plot_metrics_over_seeds
 from imgclf.io import atomic_write_text, read_index, write_csv, write_json
 from imgclf.scripting import step
@@ -25,6 +26,7 @@ with step("evaluation_summary", sm.log[0]) as log:
     classes = sorted(read_index(sm.input.index)["label"].unique())
     summary = summarize_evaluation(per_seed, sm.params.targets, classes, sm.params.confidence)
     write_json(sm.output.summary, summary)
+    write_json(sm.output.headline, headline_metrics(summary))
     atomic_write_text(sm.output.markdown, evaluation_markdown(summary))
     rows = [{"seed": seed, "fold": e["fold"], **flatten_metrics(e["metrics"])} for seed, e in sorted(per_seed.items())]
     write_csv(sm.output.per_seed, pd.DataFrame(rows))

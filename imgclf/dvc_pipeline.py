@@ -1,0 +1,321 @@
+"""``dvc.yaml``, generated from the Snakemake workflow: one source of truth, two drivers.
+
+Why generated, and why its stages call Snakemake: the Snakefile is where the
+pipeline is defined (rules, wildcards, per-seed and per-point jobs, a cluster
+profile). DVC brings content-addressed versioning, ``dvc repro``,
+``dvc exp run``, metrics, plots and remotes. Writing the pipeline twice would
+let the two drift; so each DVC stage runs one Snakemake target
+(``stage_<name>``, rules/stages.smk), and this module derives everything else
+DVC needs from the workflow itself:
+
+- the jobs, their inputs and outputs, from a dry run of the workflow on the
+  config (``snakemake -n --forceall``);
+- a stage's **outs**: the ``results/<folder>`` its jobs write (or the files,
+  where stages share a folder), plus the records that must outlive a rerun
+  (emissions, the sealed test set), kept with ``persist``;
+- its **deps**: the outputs of other stages its jobs read, external inputs (the
+  data folder, a manifest), the scripts its rules run and every ``imgclf``
+  module they import;
+- its **params**: the config keys its rules read (:data:`STAGES`).
+
+Inside a stage, Snakemake runs with ``--rerun-triggers params input code
+software-env`` (no ``mtime``: DVC has already decided, from content hashes, that
+the stage must run, and checkouts reset modification times) and
+``--forcerun`` of the stage's rules. ``python -m imgclf.dvc_pipeline`` rewrites
+``dvc.yaml``; ``--check`` fails when it is stale (a test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imgclf.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One DVC stage: the Snakemake rules it runs and the config keys they read."""
+
+    name: str
+    rules: tuple[str, ...]
+    params: tuple[str, ...]
+    persist: bool = False  # keep outs between runs (a killed training resumes)
+    records: tuple[tuple[str, str], ...] = ()  # (rule, path) written outside its outputs, kept across reruns
+    description: str = ""
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", ("export_digits", "validate_data"), ("data", "validation", "split.group_column"),
+          description="data validation: the index of every usable image and the findings"),
+    Stage("split", ("split_data",), ("seed", "split"),
+          description="the seeded, group-aware split into a test set and fold manifests"),
+    Stage("explore", ("probe_batch_size", "explore_point", "explore_summary"),
+          ("seed", "data", "model", "train", "batch_probe", "explore"), persist=True,
+          records=(("probe_batch_size", "results/carbon/jobs/probe_batch_size.csv"),
+                   ("explore_point", "results/carbon/jobs/explore")),
+          description="the batch-size probe and the exploration studies"),
+    Stage("tune", ("tune",), ("seed", "data", "model", "train", "tune"), persist=True,
+          records=(("tune", "results/carbon/jobs/tune.csv"),), description="Bayesian tuning (Keras Tuner)"),
+    Stage("final", ("check_seal", "final_train"),
+          ("seed", "data", "model", "train", "final", "tune.enabled", "evaluation.unseal_reason"), persist=True,
+          records=(("final_train", "results/carbon/jobs/final"),), description="the final trainings, one per seed"),
+    Stage("evaluate", ("evaluate_model", "evaluation_summary", "deploy_model"), ("evaluation", "targets", "final"),
+          records=(("evaluate_model", "results/carbon/jobs/evaluate"), ("evaluate_model", "results/sealed_test")),
+          description="the sealed test evaluation, the targets and the deployed model"),
+    Stage("audit", ("audit_data", "audit_models"), ("audit", "data.group_columns", "evaluation.confidence"),
+          description="the bias audit"),
+    Stage("report", ("carbon_report", "report_galleries", "report", "reproducibility_record"),
+          ("seed", "carbon", "report"),
+          description="the carbon and water report, the HTML report and the reproducibility record"),
+)
+
+#: Rules that are targets, not work.
+TARGET_RULES = ("all",)
+
+HEADER = """\
+# Generated from the Snakemake workflow and config/config.yaml by
+#     python -m imgclf.dvc_pipeline        (make dvc-yaml)
+# Do not edit: change the rules or the config and regenerate (a test fails when
+# this file is stale). Each stage runs one Snakemake target; see README.md, "DVC".
+"""
+
+
+@dataclass
+class Job:
+    rule: str
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+def parse_dry_run(text: str) -> list[Job]:
+    """The jobs of a Snakemake dry run's output: rule, input and output files."""
+    jobs: list[Job] = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("rule", "localrule") and line.rstrip().endswith(":"):
+            jobs.append(Job(words[1].rstrip(":")))
+        elif jobs and line.startswith("    input:") and not jobs[-1].inputs:
+            jobs[-1].inputs = [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
+        elif jobs and line.startswith("    output:") and not jobs[-1].outputs:
+            jobs[-1].outputs = [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
+    return jobs
+
+
+def dry_run_jobs(workdir: Path, configfile: Path, snakemake: str | None = None) -> list[Job]:
+    """Every job of the workflow on ``configfile``, as if nothing existed yet."""
+    exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
+    result = subprocess.run([exe, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+                             "--configfile", str(configfile), "-n", "--forceall", "--nolock"],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ConfigError(f"the workflow's dry run failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}",
+                          "fix the config (the message above names the key), then regenerate dvc.yaml")
+    return parse_dry_run(result.stdout + result.stderr)
+
+
+def rule_scripts(repo: Path = REPO) -> dict[str, str]:
+    """The script each rule runs, from rules/*.smk (``script: "../scripts/x.py"``)."""
+    scripts = {}
+    for path in sorted((repo / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=(?:local)?rule \w+:|checkpoint \w+:)", path.read_text(encoding="utf-8")):
+            name = re.match(r"\s*(?:rule|checkpoint) (\w+):", block)
+            script = re.search(r'script:\s*\n\s*"\.\./(scripts/[\w.]+\.py)"', block)
+            if name and script:
+                scripts[name.group(1)] = script.group(1)
+    return scripts
+
+
+def imported_modules(path: Path, repo: Path = REPO, seen: set[str] | None = None) -> set[str]:
+    """The ``imgclf`` source files a script or module imports, transitively (imports inside
+    functions included: they run too)."""
+    seen = set() if seen is None else seen
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if not name.startswith("imgclf"):
+                continue
+            parts = name.split(".")
+            candidates = [repo.joinpath(*parts).with_suffix(".py"), repo.joinpath(*parts, "__init__.py")]
+            for candidate in candidates:
+                relative = candidate.relative_to(repo).as_posix()
+                if candidate.is_file() and relative not in seen:
+                    seen.add(relative)
+                    imported_modules(candidate, repo, seen)
+            # A package's parents run their __init__ too.
+            for i in range(1, len(parts)):
+                init = repo.joinpath(*parts[:i], "__init__.py")
+                if init.is_file():
+                    seen.add(init.relative_to(repo).as_posix())
+    return seen
+
+
+def _key(path: str) -> str:
+    """The out a path belongs to: ``results/<folder>``, or the path itself."""
+    parts = Path(path).parts
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "results" else path
+
+
+def _has_key(config: dict[str, Any], dotted: str) -> bool:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config/config.yaml",
+                   repo: Path = REPO, stages: tuple[Stage, ...] = STAGES) -> dict[str, Any]:
+    """The content of ``dvc.yaml`` for these jobs (see the module docstring).
+
+    Raises:
+        ConfigError: A rule with no stage, or a param missing from the config file.
+    """
+    stage_of = {rule: stage.name for stage in stages for rule in stage.rules}
+    unknown = sorted({j.rule for j in jobs if j.rule not in stage_of and j.rule not in TARGET_RULES})
+    if unknown:
+        raise ConfigError(f"rules {unknown} belong to no DVC stage",
+                          "add them to imgclf.dvc_pipeline.STAGES, then regenerate dvc.yaml")
+    config = yaml.safe_load(config_text) or {}
+    jobs = [j for j in jobs if j.rule in stage_of]
+    present = {stage_of[j.rule] for j in jobs}
+    producer = {out: stage_of[j.rule] for j in jobs for out in j.outputs}
+    # Who writes under each results/<folder>: one stage owns a folder; shared folders are listed file by file.
+    claims: dict[str, set[str]] = {}
+    for path, stage in producer.items():
+        claims.setdefault(_key(path), set()).add(stage)
+    ran = {j.rule for j in jobs}
+    tracking = bool((config.get("carbon") or {}).get("enabled", True))
+
+    def records_of(stage: Stage) -> list[str]:
+        """The records a stage leaves: emissions only when tracked, and only of rules that run."""
+        return [path for rule, path in stage.records
+                if rule in ran and (tracking or not path.startswith("results/carbon/jobs"))]
+
+    for stage in stages:
+        for record in records_of(stage):
+            claims.setdefault(_key(record), set()).add(stage.name)
+
+    def out_of(path: str) -> str:
+        key = _key(path)
+        return key if len(claims[key]) == 1 else path
+
+    scripts = rule_scripts(repo)
+    result: dict[str, Any] = {"stages": {}}
+    for stage in stages:
+        if stage.name not in present:
+            continue
+        mine = [j for j in jobs if stage_of[j.rule] == stage.name]
+        outs = sorted({out_of(p) for j in mine for p in j.outputs})
+        deps: set[str] = set()
+        for job in mine:
+            for path in job.inputs:
+                owner = producer.get(path)
+                if owner is None:
+                    deps.add(path)  # external: the data folder, a manifest, a metadata file
+                elif owner != stage.name:
+                    deps.add(out_of(path))
+        code: set[str] = {"config/config.schema.yaml"}
+        for rule in sorted({j.rule for j in mine}):
+            if rule in scripts:
+                code.add(scripts[rule])
+                code |= imported_modules(repo / scripts[rule], repo)
+        missing = [key for key in stage.params if not _has_key(config, key)]
+        if missing:
+            raise ConfigError(f"stage {stage.name} reads {missing}, which {config_path} does not set: DVC tracks "
+                              "only the params a file holds",
+                              f"add them to {config_path} (an empty section, `name: {{}}`, will do), then "
+                              "regenerate dvc.yaml")
+        rules = sorted({j.rule for j in mine}, key=list(stage.rules).index)
+        entry: dict[str, Any] = {
+            "desc": stage.description,
+            "cmd": ("snakemake --cores all --rerun-triggers params input code software-env "
+                    f"--forcerun {' '.join(rules)} -- stage_{stage.name}"),
+            "deps": sorted(deps) + sorted(code),
+            "params": [{config_path: list(stage.params)}],
+        }
+        records = records_of(stage)
+        outs_entries: list[Any] = [({path: {"persist": True}} if stage.persist else path) for path in outs]
+        outs_entries += [{record: {"persist": True}} for record in records]
+        entry["outs"] = outs_entries
+        result["stages"][stage.name] = entry
+    if "evaluate" in present:
+        result["metrics"] = ["results/evaluate/test_metrics.json"]
+        result["plots"] = [
+            {"results/model/history.csv": {"x": "epoch", "y": ["loss", "val_loss", "accuracy", "val_accuracy"],
+                                           "title": "deployed model: training curves"}},
+            {"results/model/predictions.csv": {"template": "confusion", "x": "predicted", "y": "label",
+                                               "title": "deployed model: test confusion matrix"}},
+            "results/model/curves.png",
+            "results/evaluate/confusion_matrix.png",
+            "results/evaluate/metrics_over_seeds.png",
+        ]
+        if "audit" in present:
+            result["plots"].append("results/audit/group_metrics.png")
+        if "report" in present:
+            result["plots"].append("results/carbon/energy_per_stage.png")
+    return result
+
+
+def render(content: dict[str, Any]) -> str:
+    """``dvc.yaml`` text: the header, then the stages in pipeline order."""
+    return HEADER + yaml.safe_dump(content, sort_keys=False, width=110, default_flow_style=False)
+
+
+def generate(workdir: Path, configfile: Path, snakemake: str | None = None) -> str:
+    """``dvc.yaml`` for the workflow run in ``workdir`` on ``configfile``."""
+    jobs = dry_run_jobs(workdir, configfile, snakemake)
+    try:
+        config_path = configfile.resolve().relative_to(workdir.resolve()).as_posix()
+    except ValueError:
+        config_path = str(configfile)
+    return render(build_dvc_yaml(jobs, configfile.read_text(encoding="utf-8"), config_path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imgclf.dvc_pipeline", description=(
+        "Write dvc.yaml from the Snakemake workflow and the config (one source of truth)."))
+    parser.add_argument("--config", default="config/config.yaml", help="the config file (default: %(default)s)")
+    parser.add_argument("--directory", default=".", help="the project folder (default: the current one)")
+    parser.add_argument("--output", default="dvc.yaml", help="where to write (default: %(default)s)")
+    parser.add_argument("--check", action="store_true", help="only check that the file is up to date")
+    args = parser.parse_args(argv)
+    workdir = Path(args.directory)
+    try:
+        text = generate(workdir, workdir / args.config)
+    except ConfigError as error:
+        print(f"imgclf.dvc_pipeline: {error}", file=sys.stderr)
+        return 2
+    target = workdir / args.output
+    if args.check:
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            print(f"{target} is stale: regenerate it with `python -m imgclf.dvc_pipeline` (make dvc-yaml)",
+                  file=sys.stderr)
+            return 1
+        print(f"{target} is up to date")
+        return 0
+    from imgclf.io import atomic_write_text
+
+    atomic_write_text(target, text)
+    print(f"wrote {target}: {len(yaml.safe_load(text)['stages'])} stages")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

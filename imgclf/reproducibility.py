@@ -1,0 +1,53 @@
+"""The reproducibility record of a run (``results/reproducibility.json``): everything a
+reviewer needs to rerun it and to explain a difference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from imgclf.report.environment import git_state, hardware, package_versions
+from imgclf.report.page import config_hash
+
+
+def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], finals: list[dict[str, Any]],
+                           evaluations: list[dict[str, Any]], workflow_dir: str | Path) -> dict[str, Any]:
+    """The record: config and its hash, seeds, manifests' hashes, packages, hardware,
+    TensorFlow's determinism settings, the git commit.
+
+    Args:
+        config: The validated config.
+        manifests: The index and the train/validation manifests (their SHA-256 are recorded;
+            the test manifest's comes from the evaluations, which alone read it).
+        finals: Each final training's ``metrics.json``.
+        evaluations: Each test evaluation's ``metrics.json``.
+        workflow_dir: The workflow's folder (its git commit is recorded).
+    """
+    hashes = {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in manifests}
+    tests = {e["test_manifest_sha256"] for e in evaluations}
+    if tests:
+        hashes["results/splits/test.csv"] = sorted(tests)[0] if len(tests) == 1 else sorted(tests)
+    runtime = finals[0].get("runtime", {}) if finals else {}
+    return {
+        "config": config,
+        "config_sha256": config_hash(config),
+        "seeds": {"seed": config["seed"], "final": [f["seed"] for f in finals],
+                  "folds": {str(f["seed"]): f["fold"] for f in finals}},
+        "manifests_sha256": hashes,
+        "decisions_sha256": {str(f["seed"]): f["decisions_sha256"] for f in finals},
+        "determinism": {"op_determinism": runtime.get("op_determinism"),
+                        "intra_op_threads": runtime.get("intra_op_threads"),
+                        "inter_op_threads": runtime.get("inter_op_threads"),
+                        "note": "same config and seed on CPU with these settings give identical weights"},
+        "packages": package_versions(),
+        "hardware": hardware(),
+        "git": git_state(workflow_dir),
+    }
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """A saved record, or None."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,305 @@
+"""``python -m imgclf.verify``: a reviewer checks that the results in ``results/`` are what
+the data, the config and the code give.
+
+After ``git clone`` and ``dvc pull``, run in the project folder::
+
+    python -m imgclf.verify                 # manifests and test metrics
+    python -m imgclf.verify --retrain 42    # and retrain final seed 42 on the CPU
+
+It re-derives the index and every manifest from the data (byte for byte), re-evaluates
+every final model on the test set (metric for metric), optionally retrains one final
+model (weight for weight: identical on CPU with the same seed and thread count), and
+prints, for each artifact, whether it matches and why not. It writes nothing under
+``results/``; the re-evaluation is a check, not a decision, and is not recorded as an
+evaluation of the sealed test set. Exit status: 0 when everything matches, 1 otherwise,
+2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imgclf.errors import ImgclfError
+
+MATCH, DIFFER, MISSING, NOTE = "MATCH", "DIFFER", "MISSING", "NOTE"
+
+
+@dataclass
+class Check:
+    """One artifact's verdict."""
+
+    status: str
+    artifact: str
+    detail: str
+
+
+def describe_table_difference(recorded: pd.DataFrame, derived: pd.DataFrame, limit: int = 8) -> str:
+    """Which images differ between two manifests (by path): added, removed, changed content."""
+    old = recorded.set_index("path") if "path" in recorded else recorded
+    new = derived.set_index("path") if "path" in derived else derived
+    added = sorted(set(new.index) - set(old.index))
+    removed = sorted(set(old.index) - set(new.index))
+    common = sorted(set(old.index) & set(new.index))
+    changed = []
+    for path in common:
+        a, b = old.loc[path], new.loc[path]
+        columns = [c for c in old.columns if c in new.columns and str(a[c]) != str(b[c])]
+        if columns:
+            if "sha256" in columns:
+                changed.append(f"image {path!r} changed: sha256 {str(a['sha256'])[:12]}... recorded, "
+                               f"{str(b['sha256'])[:12]}... now")
+            else:
+                changed.append(f"{path!r}: {', '.join(f'{c} {a[c]!r} -> {b[c]!r}' for c in columns[:3])}")
+    parts = ([f"image {p!r} is new" for p in added] + [f"image {p!r} is gone" for p in removed] + changed)
+    if not parts:
+        extra = sorted(set(new.columns) ^ set(old.columns))
+        return f"same rows, other columns or order ({', '.join(extra) or 'row order or formatting'})"
+    more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
+
+
+def compare_text(artifact: str, recorded_path: Path, derived_text: str, read: Any) -> Check:
+    """A file against the text re-derived for it."""
+    from io import StringIO
+
+    if not recorded_path.is_file():
+        return Check(MISSING, artifact, f"{recorded_path} is absent (dvc pull?)")
+    recorded = recorded_path.read_text(encoding="utf-8")
+    if recorded == derived_text:
+        return Check(MATCH, artifact, f"byte-identical ({max(recorded.count(chr(10)) - 1, 0)} rows)")
+    return Check(DIFFER, artifact, describe_table_difference(read(recorded_path), read(StringIO(derived_text))))
+
+
+def derive_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> tuple[pd.DataFrame, Any]:
+    """The index and the split, re-derived from the data as the rules derive them."""
+    from imgclf.data import validate_source
+    from imgclf.split import SplitOptions, make_split
+    from imgclf.validation import raise_on_errors
+
+    data = config["data"]
+    if data["source"] == "digits":
+        from imgclf.digits import digit_images
+
+        root = scratch / "digits"
+        for relpath, image in digit_images(data["digits"]["size"]):
+            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            image.save(root / relpath, format="PNG", optimize=False)
+    elif data["source"] == "manifest" and not data["root"]:
+        root = (workdir / data["manifest"]).parent
+    else:
+        root = workdir / data["root"]
+    manifest = workdir / data["manifest"] if data["source"] == "manifest" else None
+    metadata = workdir / data["metadata"] if data["metadata"] else None
+    result = validate_source(config, root, manifest, metadata, workers=2)
+    raise_on_errors(result)
+    return result.index, make_split(result.index, SplitOptions.from_config(config))
+
+
+def check_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> list[Check]:
+    """The index and every manifest, against their re-derivation."""
+    from imgclf.io import csv_text, read_index
+
+    results = workdir / "results"
+    try:
+        index, split = derive_manifests(config, workdir, scratch)
+    except ImgclfError as error:
+        return [Check(DIFFER, "data", f"the data no longer validates: {error}")]
+    checks = [compare_text("index", results / "data/index.csv", csv_text(index), read_index),
+              compare_text("test manifest", results / "splits/test.csv", csv_text(split.test), read_index)]
+    for k, (train, val) in enumerate(split.folds):
+        checks.append(compare_text(f"fold {k} train manifest", results / f"splits/fold_{k}/train.csv",
+                                   csv_text(train), read_index))
+        checks.append(compare_text(f"fold {k} val manifest", results / f"splits/fold_{k}/val.csv",
+                                   csv_text(val), read_index))
+    return checks
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    from imgclf.evaluation import flatten_metrics
+
+    return {k: float(v) for k, v in flatten_metrics(metrics).items() if v is not None}
+
+
+def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> list[Check]:
+    """Every final model re-evaluated on the test set, against its recorded test metrics."""
+    from imgclf.evaluation import classification_metrics
+    from imgclf.training.inputs import read_manifest
+    from imgclf.training.predict import load_model, predict_proba
+
+    results = workdir / "results"
+    root = _data_root(config, workdir)
+    checks = []
+    for seed in seeds:
+        artifact = f"final model seed {seed} on the test set"
+        model_path = results / f"final/seed_{seed}/model.keras"
+        recorded_path = results / f"evaluate/seed_{seed}/metrics.json"
+        training_path = results / f"final/seed_{seed}/metrics.json"
+        if not all(p.is_file() for p in (model_path, recorded_path, training_path)):
+            checks.append(Check(MISSING, artifact, f"{model_path} or its metrics are absent (dvc pull?)"))
+            continue
+        training = json.loads(training_path.read_text())
+        recorded = json.loads(recorded_path.read_text())["metrics"]
+        try:
+            test = read_manifest(results / "splits/test.csv", root, training["classes"])
+            proba = predict_proba(load_model(model_path), test, tuple(training["image_size"]), training["channels"],
+                                  training["batch_size"])
+        except ImgclfError as error:
+            checks.append(Check(DIFFER, artifact, f"cannot be re-evaluated: {error}"))
+            continue
+        derived = classification_metrics(test.labels, proba, training["classes"],
+                                         n_bins=config["evaluation"]["ece_bins"])
+        old, new = _flat(recorded), _flat(derived)
+        differences = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+                       if old.get(k) is None or new.get(k) is None or abs(old[k] - new[k]) > 1e-9}
+        if not differences:
+            checks.append(Check(MATCH, artifact, f"all {len(new)} metrics equal (accuracy {new['accuracy']:.4f})"))
+        else:
+            shown = "; ".join(f"{k}: {a} recorded, {b} now" for k, (a, b) in list(differences.items())[:4])
+            checks.append(Check(DIFFER, artifact, f"{len(differences)} metrics differ: {shown}"))
+    return checks
+
+
+def _data_root(config: dict[str, Any], workdir: Path) -> Path:
+    data = config["data"]
+    if data["source"] == "digits":
+        return workdir / "results/default_data/digits"
+    if data["source"] == "manifest" and not data["root"]:
+        return (workdir / data["manifest"]).parent
+    return workdir / data["root"]
+
+
+def retrain_worker(workdir: Path, seed: int, output: Path) -> None:
+    """Retrain final seed ``seed`` from its recorded decisions, as its job did (a fresh process,
+    one thread), saving the model to ``output``."""
+    from imgclf.training import runtime
+
+    results = workdir / "results"
+    training = json.loads((results / f"final/seed_{seed}/metrics.json").read_text())
+    runtime.configure(seed, int(training.get("runtime", {}).get("intra_op_threads", 1)))
+    from imgclf.config import validate_config
+    from imgclf.training.loop import RunFiles
+    from imgclf.training.run import TrainingInputs, run_training
+
+    config = validate_config(training["decisions"]["config"], source=f"results/final/seed_{seed}/metrics.json")
+    fold = training["fold"]
+    inputs = TrainingInputs(results / "data/index.csv", results / f"splits/fold_{fold}/train.csv",
+                            results / f"splits/fold_{fold}/val.csv", _data_root(config, workdir))
+    work = output.parent
+    files = RunFiles(history=work / "history.csv", best_weights=work / "best.weights.h5",
+                     weight_samples=work / "weight_samples.npz", resume_dir=work / "resume", model=output)
+    run_training(config, inputs, files, int(training["batch_size"]))
+
+
+def check_retrain(workdir: Path, seed: int, scratch: Path) -> Check:
+    """A final model retrained in a fresh process, weight for weight against the pulled one."""
+    import numpy as np
+
+    artifact = f"final model seed {seed} retrained"
+    pulled = workdir / "results" / f"final/seed_{seed}/model.keras"
+    if not pulled.is_file():
+        return Check(MISSING, artifact, f"{pulled} is absent (dvc pull?)")
+    output = scratch / f"retrain_{seed}" / "model.keras"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, "-m", "imgclf.verify", "--retrain-worker", str(seed), str(output),
+                             "--directory", str(workdir)], capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not output.is_file():
+        return Check(DIFFER, artifact, f"the retraining failed: {(result.stderr or result.stdout)[-800:]}")
+    from imgclf.training.predict import load_model
+
+    old, new = load_model(pulled).get_weights(), load_model(output).get_weights()
+    if len(old) != len(new) or any(a.shape != b.shape for a, b in zip(old, new)):
+        return Check(DIFFER, artifact, "the retrained model has another architecture")
+    largest = max((float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0) for a, b in zip(old, new))
+    if all(np.array_equal(a, b) for a, b in zip(old, new)):
+        return Check(MATCH, artifact, f"weights identical ({len(old)} arrays, "
+                                      f"{sum(a.size for a in old):,} values)")
+    return Check(DIFFER, artifact, f"weights differ (largest difference {largest:.3g}): another TensorFlow "
+                                   "build, CPU or thread count changes the arithmetic (see the environment note)")
+
+
+def environment_notes(workdir: Path) -> list[Check]:
+    """Differences between this machine and the one recorded in results/reproducibility.json."""
+    from imgclf.report.environment import hardware, package_versions
+    from imgclf.reproducibility import read_record
+
+    record = read_record(workdir / "results/reproducibility.json")
+    if record is None:
+        return [Check(NOTE, "environment", "results/reproducibility.json is absent: nothing to compare")]
+    now = package_versions()
+    changed = [f"{k} {record['packages'].get(k)} recorded, {v} here" for k, v in now.items()
+               if record["packages"].get(k) not in (None, v)]
+    machine = hardware()
+    if record["hardware"].get("cpu") != machine["cpu"]:
+        changed.append(f"CPU {record['hardware'].get('cpu')!r} recorded, {machine['cpu']!r} here")
+    commit = (record.get("git") or {}).get("commit")
+    detail = "; ".join(changed) if changed else "same package versions and CPU model as recorded"
+    return [Check(NOTE, "environment", detail + (f"; results made at commit {commit[:12]}" if commit else ""))]
+
+
+def verify(workdir: Path, config_path: Path, retrain: list[int] | None = None) -> list[Check]:
+    """Every check, in pipeline order."""
+    from imgclf.config import load_config
+    from imgclf.final import final_seeds
+
+    config = load_config(config_path)
+    checks: list[Check] = []
+    with tempfile.TemporaryDirectory(prefix="imgclf-verify-") as scratch:
+        scratch_path = Path(scratch)
+        checks += check_manifests(config, workdir, scratch_path)
+        from imgclf.training import runtime
+
+        runtime.configure(config["seed"], 1)  # before TensorFlow is imported
+        for seed in retrain or []:
+            checks.append(check_retrain(workdir, seed, scratch_path))
+        checks += check_models(config, workdir, final_seeds(config))
+    return checks + environment_notes(workdir)
+
+
+def format_checks(checks: list[Check]) -> str:
+    verdicts = [c for c in checks if c.status != NOTE]
+    bad = [c for c in verdicts if c.status != MATCH]
+    head = (f"imgclf verify: {len(verdicts)} artifacts checked, "
+            + ("all match" if not bad else f"{len(bad)} do NOT match"))
+    return "\n".join([head] + [f"  {c.status:<8}{c.artifact}: {c.detail}" for c in checks])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imgclf.verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--directory", default=".", help="the project folder (default: the current one)")
+    parser.add_argument("--config", default="config/config.yaml", help="the config (default: %(default)s)")
+    parser.add_argument("--retrain", type=int, action="append", metavar="SEED",
+                        help="also retrain this final seed and compare its weights (repeatable)")
+    parser.add_argument("--json", help="also write the checks to this JSON file")
+    parser.add_argument("--retrain-worker", nargs=2, metavar=("SEED", "OUTPUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    workdir = Path(args.directory).resolve()
+    if args.retrain_worker:
+        retrain_worker(workdir, int(args.retrain_worker[0]), Path(args.retrain_worker[1]))
+        return 0
+    config_path = workdir / args.config
+    if not (workdir / "results").is_dir():
+        print(f"imgclf verify: {workdir / 'results'} is absent: run `dvc pull` (or the pipeline) first",
+              file=sys.stderr)
+        return 2
+    try:
+        checks = verify(workdir, config_path, args.retrain)
+    except ImgclfError as error:
+        print(f"imgclf verify: {error}", file=sys.stderr)
+        return 2
+    print(format_checks(checks))
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(c) for c in checks], indent=2) + "\n", encoding="utf-8")
+    return 0 if all(c.status in (MATCH, NOTE) for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
