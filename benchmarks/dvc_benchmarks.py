@@ -50,8 +50,7 @@ def main() -> None:
         if (REPO / name).is_file() and name != "dvc.yaml":
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, repo / name)
-    run(repo, "git", "init", "-q")
-    run(repo, str(BIN / "dvc"), "init", "-q")
+    run(repo, "git", "init", "-q")  # the project's .dvc/ came with the files, as in a clone
     run(repo, sys.executable, "-m", "imgclf.dvc_pipeline")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "project")

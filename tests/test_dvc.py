@@ -83,8 +83,7 @@ def project(tmp_path_factory):
             shutil.copy2(REPO / name, repo / name)
     make_folder(repo / "data/images", {"a": 16, "b": 16, "c": 16})
     write_config(repo, TINY)
-    sh(repo, "git", "init", "-q")
-    dvc(repo, "init", "-q")
+    sh(repo, "git", "init", "-q")  # the project's .dvc/ came with the files, as in a clone
     dvc(repo, "add", "-q", "data/images")
     sh(repo, sys.executable, "-m", "imgclf.dvc_pipeline")
     sh(repo, "git", "add", "-A")
