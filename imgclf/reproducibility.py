@@ -26,9 +26,7 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
         workflow_dir: The workflow's folder (its git commit is recorded).
     """
     hashes = {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in manifests}
-    tests = {e["test_manifest_sha256"] for e in evaluations}
-    if tests:
-        hashes["results/splits/test.csv"] = sorted(tests)[0] if len(tests) == 1 else sorted(tests)
+    tests = sorted({e["test_manifest_sha256"] for e in evaluations})
     runtime = finals[0].get("runtime", {}) if finals else {}
     return {
         "config": config,
@@ -36,6 +34,8 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
         "seeds": {"seed": config["seed"], "final": [f["seed"] for f in finals],
                   "folds": {str(f["seed"]): f["fold"] for f in finals}},
         "manifests_sha256": hashes,
+        # As the evaluations recorded it: only they read the test manifest.
+        "test_manifest_sha256": tests[0] if len(tests) == 1 else tests,
         "decisions_sha256": {str(f["seed"]): f["decisions_sha256"] for f in finals},
         "determinism": {"op_determinism": runtime.get("op_determinism"),
                         "intra_op_threads": runtime.get("intra_op_threads"),

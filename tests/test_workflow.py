@@ -359,6 +359,23 @@ def test_every_training_job_records_its_emissions_and_the_report_sums_them(pipel
     assert "carbon: tracking final/seed_42" in (workdir / "logs/final/seed_42.log").read_text()
 
 
+def test_the_reproducibility_record_names_everything_a_rerun_needs(pipeline_run):
+    import hashlib
+
+    workdir, _, _ = pipeline_run
+    record = json.loads((workdir / "results/reproducibility.json").read_text())
+    assert record["seeds"] == {"seed": 42, "final": [42, 43], "folds": {"42": 0, "43": 1}}
+    for path, digest in record["manifests_sha256"].items():
+        assert hashlib.sha256((workdir / path).read_bytes()).hexdigest() == digest, path
+    assert set(record["manifests_sha256"]) >= {"results/data/index.csv", "results/splits/fold_1/val.csv"}
+    evaluation = json.loads((workdir / "results/evaluate/seed_42/metrics.json").read_text())
+    assert record["test_manifest_sha256"] == evaluation["test_manifest_sha256"]
+    assert record["determinism"]["op_determinism"] is True and record["determinism"]["inter_op_threads"] == 1
+    assert record["packages"]["tensorflow-cpu"] == "2.21.0" and record["hardware"]["cores"] >= 1
+    assert len(record["config_sha256"]) == 64 and record["config"]["final"]["n_seeds"] == 2
+    assert "commit" in record["git"]
+
+
 REPORT_SECTIONS = ("summary", "config", "data", "split", "exploration", "tuning", "training", "test", "audit",
                    "carbon", "environment")
 
@@ -457,7 +474,7 @@ def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, 
     assert result.returncode == 0, result.stderr[-4000:]
     # The summary and what reads it; no training, no evaluation, no audit of the predictions.
     assert jobs_run(result.stderr) == {"evaluation_summary", "deploy_model", "carbon_report", "report_galleries",
-                                       "report", "all"}
+                                       "report", "reproducibility_record", "all"}
     markdown = (workdir / "results/evaluate/summary.md").read_text()
     assert "Warning: the sealed test set was evaluated again" in markdown
     assert 'reason given: "a reviewer asked for two epochs"; changed: config.train.epochs' in markdown
