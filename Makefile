@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run test lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc venv venv-gpu lock clean dvc-yaml repro verify restamp
+.PHONY: run test lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
 
 venv: $(VENV)/.installed
 
@@ -44,6 +44,16 @@ dvc-yaml: venv
 ## For reviewers, after dvc pull: re-derive the manifests, re-evaluate the models (RETRAIN=42: retrain a seed).
 verify: venv
 	$(BIN)/python -m imgclf.verify $(if $(RETRAIN),--retrain $(RETRAIN))
+
+## Install profiles/slurm as your `slurm` Snakemake profile (kept if you have one), for `snakemake --profile slurm`.
+SNAKEMAKE_PROFILES ?= $(if $(XDG_CONFIG_HOME),$(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+slurm-profile:
+	@if [ -e "$(SNAKEMAKE_PROFILES)/slurm" ]; then \
+	  echo "$(SNAKEMAKE_PROFILES)/slurm exists: snakemake --profile slurm uses your site profile (profiles/slurm shows what imgclf expects)"; \
+	else \
+	  mkdir -p "$(SNAKEMAKE_PROFILES)" && cp -r profiles/slurm "$(SNAKEMAKE_PROFILES)/slurm" && \
+	  echo "installed $(SNAKEMAKE_PROFILES)/slurm: edit its account and partition, then run: snakemake --profile slurm"; \
+	fi
 
 ## After a checkout into a folder Snakemake never ran in: mark the pulled results up to date.
 restamp: venv

@@ -56,6 +56,7 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     val_manifest = read_manifest(request["val_manifest"], request["data_root"], classes, verify=False)
     train_data = make_dataset(train_manifest, size, channels, batch, True, request["seed"])
     val_data = make_dataset(val_manifest, size, channels, batch, False, request["seed"])
+    runtime.set_precision(train["mixed_precision"], runtime.visible_gpus())
     model = build_model(model_config, len(classes), (*size, channels))
     pretrained = model_config["architecture"] != "small_cnn" and model_config["weights"] != "none"
     if pretrained:

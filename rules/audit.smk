@@ -41,6 +41,7 @@ rule audit_models:
             "data": config["data"],
             "evaluation": {"confidence": config["evaluation"]["confidence"]},
         },
+    localrule: True
     log:
         "logs/audit/audit_models.log",
     benchmark:

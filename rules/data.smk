@@ -6,6 +6,7 @@ rule export_digits:
         image_folder=directory(DIGITS_FOLDER),
     params:
         size=config["data"]["digits"]["size"],
+    localrule: True
     log:
         "logs/data/export_digits.log",
     conda:
@@ -30,6 +31,10 @@ rule validate_data:
         report="logs/data/validation_report.md",
     benchmark:
         "logs/benchmarks/validate_data.tsv"
+    resources:
+        # reads and hashes every image: CPUs, no GPU
+        mem_mb=8000,
+        runtime=120,
     threads: 8
     conda:
         "../envs/data.yaml"

@@ -24,6 +24,10 @@ rule evaluate_model:
         "logs/evaluate/seed_{seed}.log",
     benchmark:
         "logs/benchmarks/evaluate/seed_{seed}.tsv"
+    resources:
+        # prediction on the test set: CPUs are enough
+        mem_mb=16000,
+        runtime=60,
     threads: 1
     conda:
         "../envs/train.yaml"

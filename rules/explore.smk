@@ -20,6 +20,11 @@ rule probe_batch_size:
         "logs/train/probe_batch_size.log",
     benchmark:
         "logs/benchmarks/probe_batch_size.tsv"
+    resources:
+        # measures throughput on the hardware the trainings use
+        gpu=1,
+        mem_mb=16000,
+        runtime=30,
     threads: 2
     conda:
         "../envs/train.yaml"
@@ -49,6 +54,10 @@ rule explore_point:
         "logs/explore/{study}/{point}.log",
     benchmark:
         "logs/benchmarks/explore/{study}/{point}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
     threads: 1
     conda:
         "../envs/train.yaml"
@@ -78,6 +87,7 @@ rule explore_summary:
         ),
     params:
         study=lambda wildcards: get_study(wildcards.study),
+    localrule: True
     log:
         "logs/explore/{study}/summary.log",
     conda:

@@ -59,6 +59,10 @@ rule final_train:
         "logs/final/seed_{seed}.log",
     benchmark:
         "logs/benchmarks/final/seed_{seed}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=480,
     threads: 1
     conda:
         "../envs/train.yaml"

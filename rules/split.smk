@@ -15,6 +15,7 @@ rule split_data:
         split=config["split"],
         seed=config["seed"],
         near_duplicate_max_distance=config["validation"]["near_duplicate_max_distance"],
+    localrule: True
     log:
         "logs/splits/split_data.log",
     benchmark:

@@ -25,6 +25,11 @@ rule tune:
         "logs/tune/tune.log",
     benchmark:
         "logs/benchmarks/tune.tsv"
+    resources:
+        # every trial, one after the other, each in a child process
+        gpu=1,
+        mem_mb=16000,
+        runtime=1440,
     threads: 2
     conda:
         "../envs/train.yaml"

@@ -23,6 +23,7 @@ with step("probe_batch_size", sm.log[0]) as log, \
     n_classes = index["label"].nunique()
     shape = (*sm.config["data"]["image_size"], infer_channels(index, sm.config["data"]["channels"]))
     probe = sm.config["batch_probe"]
+    runtime.set_precision(sm.config["train"]["mixed_precision"], settings["gpus"], log)
     result = probe_batch_sizes(lambda: build_model(sm.config["model"], n_classes, shape), shape, n_classes,
                                probe["sizes"], probe["steps"], probe["min_gain"],
                                len(read_index(sm.input.train)), sm.config["train"],

@@ -216,3 +216,40 @@ def test_tensorboard_logs_hold_weight_histograms(fold, tmp_path):
     events.Reload()
     tags = events.Tags()["histograms"] or events.Tags()["tensors"]
     assert any("conv1" in tag for tag in tags), tags
+
+
+def test_mixed_precision_on_a_gpu_and_float32_without_one(fold, tmp_path):
+    """The policy follows train.mixed_precision and the GPUs a job sees; the softmax stays float32.
+
+    No GPU here: the GPU case is exercised with a stated GPU list (mixed float16 also runs on a CPU,
+    slowly); on a real GPU node TensorFlow lists the device SLURM gave the job.
+    """
+    import logging
+
+    from imgclf.training.runtime import set_precision
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("test.precision")
+    log.addHandler(handler)
+    try:
+        assert set_precision(True, [], log) == "float32" and "sees no GPU" in records[0].getMessage()
+        assert set_precision(True, ["/physical_device:GPU:0"]) == "mixed_float16"
+        model = build_model(validate_config({})["model"], 3, (16, 16, 3))
+        assert model.get_layer("conv1").compute_dtype == "float16" and model.output.dtype == "float32"
+        from imgclf.training.loop import compile_model
+
+        compile_model(model, validate_config({})["train"], 0.01)
+        x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+        loss = model.train_on_batch(x, np.array([0, 1, 2, 0]))
+        assert np.isfinite(loss if np.isscalar(loss) else loss[0])
+    finally:
+        set_precision(False, [])
+    assert keras.mixed_precision.global_policy().name == "float32"
+    metrics = run_training(validate_config({"data": {"image_size": [16, 16]},
+                                            "train": {"epochs": 1, "batch_size": 8, "mixed_precision": True,
+                                                      "tensorboard_histogram_freq": 0}}),
+                           fold, RunFiles(history=tmp_path / "h.csv", best_weights=tmp_path / "b.weights.h5",
+                                          weight_samples=tmp_path / "w.npz", resume_dir=tmp_path / "r"), 8)
+    assert metrics["precision"] == "float32"  # this machine has no GPU

@@ -151,7 +151,8 @@ def build_model(model_config: dict[str, Any], n_classes: int, input_shape: tuple
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     x = layers.Dropout(model_config["dropout"], name="dropout")(x)
     x = layers.Dense(model_config["dense_units"], activation="relu", name="dense")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="classifier")(x)
+    # float32 even under mixed precision: a float16 softmax loses small probabilities.
+    outputs = layers.Dense(n_classes, activation="softmax", name="classifier", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=f"imgclf_{architecture}")
     if not pretrained:
         _set_bn_momentum(model, model_config["bn_momentum"])

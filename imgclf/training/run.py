@@ -17,6 +17,7 @@ from imgclf.training.inputs import (augmentation_layers, class_weights, infer_ch
                                     read_manifest)
 from imgclf.training.loop import RunFiles, train
 from imgclf.training.models import build_model
+from imgclf.training.runtime import set_precision, visible_gpus
 
 
 @dataclass
@@ -59,6 +60,7 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
     val_manifest = read_manifest(inputs.val_manifest, inputs.data_root, class_names)
     model_config, train_config = config["model"], config["train"]
     input_shape = (*image_size, channels)
+    precision = set_precision(train_config["mixed_precision"], visible_gpus(), log)
     # Build once before any data is decoded: a bad architecture or weights file fails fast.
     build_model(model_config, len(class_names), input_shape)
     augment = augmentation_layers(train_config["augmentation"], seed)
@@ -97,4 +99,5 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
         "n_train": len(train_manifest.paths),
         "n_val": len(val_manifest.paths),
         "parameters": int(model.count_params()),
+        "precision": precision,
     }

@@ -35,8 +35,45 @@ def configure(seed: int, threads: int = 1) -> dict[str, object]:
         pass  # already initialised in this process: the environment variables applied
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            # Take GPU memory as needed: several jobs may share a GPU on a workstation.
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
     return {"seed": seed, "intra_op_threads": threads, "inter_op_threads": 1,
-            "op_determinism": True, "tensorflow": tf.__version__, "keras": keras.__version__}
+            "op_determinism": True, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "gpus": [gpu.name for gpu in gpus],
+            # What SLURM (or the user) gave this job; TensorFlow sees only these devices.
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs TensorFlow sees in this process."""
+    import tensorflow as tf
+
+    return [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def set_precision(mixed: bool, gpus: list[str], log: object = None) -> str:
+    """Set Keras's global dtype policy before a model is built.
+
+    Args:
+        mixed: ``train.mixed_precision``.
+        gpus: The GPUs this job sees (:func:`configure`'s ``gpus``).
+        log: Where to warn when mixed precision is asked for without a GPU.
+
+    Returns:
+        The policy's name: ``mixed_float16`` on a GPU when asked, else ``float32``.
+    """
+    import keras
+
+    policy = "mixed_float16" if mixed and gpus else "float32"
+    if mixed and not gpus and log is not None:
+        log.warning("train.mixed_precision is set, but this job sees no GPU: training in float32")
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 def memory_mb() -> dict[str, float]:

@@ -1,0 +1,224 @@
+"""The workflow on a real SLURM cluster: `snakemake --profile slurm`, and faults.
+
+A single-node cluster (Debian's slurmctld, slurmd and munge, two fake GPUs) is
+started on ports of its own (tests/slurm_cluster.py). The project's shipped
+profile is installed as the user's `slurm` profile (`make slurm-profile`), with the
+settings this test cluster needs added as a site would (no accounting database:
+squeue for the status; small memory requests for this small machine). Every
+Snakemake call runs under `timeout -s KILL`: on SIGTERM Snakemake waits for its
+jobs forever (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, make_folder
+from slurm_cluster import SlurmCluster, missing_programs
+
+pytestmark = pytest.mark.workflow
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+#: This small machine's site settings, added to the shipped profile.
+SITE = {
+    "slurm-status-command": "squeue",  # no slurmdbd here: sacct has nothing to ask
+    "slurm-init-seconds-before-status-checks": 2,
+    "slurm-no-account": True,
+    "latency-wait": 5,
+    "set-threads": {"validate_data": 2},  # a 2-CPU node
+    "set-resources": {rule: {"mem_mb": 1500} for rule in (
+        "validate_data", "probe_batch_size", "explore_point", "tune", "final_train", "evaluate_model")},
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing): .ci/run installs Debian's slurmctld, "
+                    "slurmd, munge and slurm-client; elsewhere apt-get install them")
+    if os.geteuid() != 0:
+        pytest.skip("the test SLURM cluster runs its daemons as root, and this test is not root")
+    base = tmp_path_factory.mktemp("slurm")
+    cluster = SlurmCluster(base / "cluster", gpus=2)
+    cluster.start()
+    config_home = base / "config"
+    make = subprocess.run(["make", "-s", "-C", str(REPO), "slurm-profile", f"XDG_CONFIG_HOME={config_home}"],
+                          capture_output=True, text=True)
+    assert make.returncode == 0 and "installed" in make.stdout, make.stdout + make.stderr
+    profile = config_home / "snakemake/slurm/config.yaml"
+    settings = yaml.safe_load(profile.read_text())
+    assert settings["executor"] == "slurm" and settings["retries"] == 1
+    profile.write_text(profile.read_text() + "\n# This test cluster:\n" + yaml.safe_dump(SITE))
+    cluster.config_home = config_home
+    yield cluster
+    cluster.stop()
+
+
+def project(root: Path, config: dict, images: dict[str, int] | None = None, size: int = 32) -> Path:
+    """A working folder with tiny images and a config."""
+    root.mkdir(parents=True)
+    make_folder(root / "images", images or {"a": 16, "b": 16, "c": 16}, size=size)
+    base = {"data": {"source": "folder", "root": str(root / "images"), "image_size": [size, size]},
+            "validation": {"min_images_per_class": 5}, "split": {"n_folds": 2},
+            "train": {"batch_size": 8, "epochs": 1, "tensorboard_histogram_freq": 0},
+            "explore": {"studies": []}, "tune": {"enabled": False}, "final": {"n_seeds": 1},
+            "carbon": {"country_iso_code": "FRA"}, "targets": []}
+    for key, value in config.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) and key in base else value
+    (root / "config.yaml").write_text(yaml.safe_dump(base))
+    return root
+
+
+def slurm_command(workdir: Path, *args: str, timeout: int = 600) -> list[str]:
+    # Typed as users type it: `snakemake --profile slurm`, from the working folder.
+    return ["timeout", "-s", "KILL", str(timeout), SNAKEMAKE, "--profile", "slurm", "--snakefile",
+            str(REPO / "Snakefile"), "--configfile", str(workdir / "config.yaml"), *args]
+
+
+def slurm_env(cluster: SlurmCluster) -> dict[str, str]:
+    return dict(cluster.env(), XDG_CONFIG_HOME=str(cluster.config_home), PYTHONHASHSEED="0",
+                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def run_slurm(cluster, workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(slurm_command(workdir, *args, timeout=timeout), cwd=workdir, capture_output=True,
+                          text=True, env=slurm_env(cluster))
+
+
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.2)
+    output = process.communicate()[1][-3000:] if process is not None and process.poll() is not None else ""
+    raise AssertionError(f"timed out waiting for {what}\n{output}")
+
+
+def kill_script(workdir: Path, script: str) -> int:
+    """SIGKILL a job's script (and its children): a node dying under it, as far as the job can tell."""
+    killed = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(workdir) in command and script in command:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def test_the_workflow_runs_end_to_end_with_snakemake_profile_slurm(cluster, tmp_path):
+    workdir = project(tmp_path / "run", {
+        "explore": {"studies": [{"name": "opt", "question": "Which optimizer?",
+                                 "scientific": {"train.optimizer": ["adam", "sgd"]},
+                                 "nuisance": {"train.learning_rate": [0.01]}}]},
+        "tune": {"enabled": True, "max_trials": 2, "epochs": 1, "data_fraction": 1.0, "fix_from_study": "opt",
+                 "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]},
+        "final": {"n_seeds": 2, "folds": "rotate"}, "audit": {"min_group_size": 5},
+        "targets": [{"metric": "accuracy", "min": 0.1}]})
+    result = run_slurm(cluster, workdir, timeout=900)
+    assert result.returncode == 0, result.stderr[-5000:]
+    log = result.stderr
+    assert (workdir / "results/report/report.html").is_file()
+    # The cluster ran the heavy jobs; light ones ran where Snakemake runs.
+    jobs = cluster.jobs()
+    assert jobs.count("COMPLETED") >= 1 + 2 + 1 + 2 + 2, jobs  # validation, 2 points, tune, 2 finals, 2 evaluations
+    submitted = {line.split()[1] for line in log.splitlines() if line.startswith("rule ")}
+    local = {line.split()[1] for line in log.splitlines() if line.startswith("localrule ")}
+    assert {"validate_data:", "explore_point:", "tune:", "final_train:", "evaluate_model:"} <= submitted
+    assert {"split_data:", "evaluation_summary:", "report:"} <= local
+    # Each training job saw one GPU that SLURM gave it; the evaluation asked for none.
+    for seed in (42, 43):
+        runtime = json.loads((workdir / f"results/final/seed_{seed}/metrics.json").read_text())["runtime"]
+        assert runtime["cuda_visible_devices"] in ("0", "1"), runtime
+    assert json.loads((workdir / "results/evaluate/summary.json").read_text())["seeds"] == [42, 43]
+
+
+def test_a_killed_training_job_is_retried_and_resumes_from_its_last_epoch(cluster, tmp_path):
+    workdir = project(tmp_path / "kill", {"train": {"epochs": 30, "early_stopping": {"patience": 100}}},
+                      images={"a": 40, "b": 40, "c": 40})
+    history = workdir / "results/final/seed_42/history.csv"
+    process = subprocess.Popen(slurm_command(workdir, "results/final/seed_42/metrics.json", timeout=600),
+                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=slurm_env(cluster))
+    wait_for(lambda: history.is_file() and len(history.read_text().splitlines()) >= 4, 300,
+             "three epochs of the first attempt", process)
+    assert kill_script(workdir, "final_train.py") >= 1
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-5000:]
+    log = (workdir / "logs/final/seed_42.log").read_text()  # the second attempt's log
+    resumed = [line for line in log.splitlines() if "resuming from epoch" in line]
+    assert resumed and int(resumed[0].split("resuming from epoch ")[1].split()[0]) >= 3, log[-2000:]
+    epochs = [int(line.split(",")[0]) for line in history.read_text().splitlines()[1:]]
+    assert epochs == list(range(1, 31))  # every epoch once: none redone, none lost
+    assert "SLURM-job" in stderr and "failed" in stderr  # the first attempt, reported and retried
+
+
+def test_a_killed_tuning_job_resumes_without_redoing_finished_trials(cluster, tmp_path):
+    workdir = project(tmp_path / "tune", {
+        "tune": {"enabled": True, "max_trials": 3, "epochs": 2, "data_fraction": 1.0,
+                 "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]}})
+    trials = workdir / "results/tune/keras_tuner/search"
+
+    def one_trial_done() -> bool:
+        return any(json.loads(p.read_text()).get("status") == "COMPLETED"
+                   for p in trials.glob("trial_*/trial.json") if p.stat().st_size)
+
+    process = subprocess.Popen(slurm_command(workdir, "results/tune/best_hyperparameters.json", timeout=600),
+                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=slurm_env(cluster))
+    wait_for(one_trial_done, 300, "a finished trial", process)
+    done_before = sum(json.loads(p.read_text()).get("status") == "COMPLETED" for p in trials.glob("trial_*/trial.json"))
+    assert kill_script(workdir, "tune.py") + kill_script(workdir, "imgclf.tuning_trial") >= 1
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-5000:]
+    log = (workdir / "logs/tune/tune.log").read_text()
+    resumed = [line for line in log.splitlines() if "trials already done" in line]
+    assert resumed and int(resumed[0].split("search: ")[1].split()[0]) >= done_before >= 1, log[-2000:]
+    table = (workdir / "results/tune/trials.csv").read_text().splitlines()
+    assert len(table) == 1 + 3
+
+
+def test_a_job_failing_on_bad_input_fails_the_workflow_with_its_message_in_its_log(cluster, tmp_path):
+    workdir = project(tmp_path / "bad", {})
+    result = run_slurm(cluster, workdir, "results/splits/split.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = (workdir / "results/splits/fold_0/train.csv").read_text().splitlines()
+    changed = train[1].split(",")[0]
+    make_folder(tmp_path / "other", {"x": 1}, start_seed=999)
+    shutil.copyfile(tmp_path / "other/x/x_000.png", workdir / "images" / changed)  # changed after validation
+    result = run_slurm(cluster, workdir, "results/final/seed_42/metrics.json", "--retries", "0")
+    assert result.returncode != 0
+    assert "Error in rule final_train" in result.stderr
+    log = (workdir / "logs/final/seed_42.log").read_text()
+    assert changed in log and "sha256" in log, log[-2000:]
+
+
+def test_a_job_over_its_time_limit_is_reported_as_such(cluster, tmp_path):
+    workdir = project(tmp_path / "slow", {"train": {"epochs": 100000, "early_stopping": {"patience": 100000}}})
+    result = run_slurm(cluster, workdir, "results/final/seed_42/metrics.json", "--retries", "0",
+                       "--set-resources", "final_train:runtime=1", "final_train:mem_mb=1500", timeout=400)
+    assert result.returncode != 0
+    assert "TIMEOUT" in result.stderr, result.stderr[-4000:]
+    assert "Error in rule final_train" in result.stderr
