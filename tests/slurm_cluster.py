@@ -48,7 +48,17 @@ class SlurmCluster:
 
     def env(self) -> dict[str, str]:
         """The environment of a client of this cluster (sbatch, squeue, snakemake)."""
-        return dict(os.environ, SLURM_CONF=str(self.conf))
+        return dict(os.environ, SLURM_CONF=str(self.conf),
+                    PATH=f"{self.base / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    def _write_srun_shim(self) -> None:
+        # snakemake-executor-plugin-slurm-jobstep 0.6 removes every SLURM_* variable before
+        # its `srun` inside a job, SLURM_CONF included; real clusters keep their config where
+        # srun finds it without one (/etc/slurm, or configless), this test cluster cannot.
+        shim = self.base / "bin" / "srun"
+        shim.parent.mkdir(parents=True, exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nSLURM_CONF="{self.conf}" exec {shutil.which("srun") or "/usr/bin/srun"} "$@"\n')
+        shim.chmod(0o755)
 
     def _write_config(self) -> None:
         base = self.base
@@ -105,6 +115,7 @@ class SlurmCluster:
     def start(self, timeout: float = 60) -> None:
         """Start munge, the controller and the node; wait until the node is idle."""
         self._write_config()
+        self._write_srun_shim()
         munge = self.base / "munge"
         self._spawn(_program("munged"), "--foreground", "--force", f"--socket={munge / 'munge.socket'}",
                     f"--key-file={munge / 'munge.key'}", f"--pid-file={munge / 'munged.pid'}",

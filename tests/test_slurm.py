@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -83,13 +84,14 @@ def project(root: Path, config: dict, images: dict[str, int] | None = None, size
 
 def slurm_command(workdir: Path, *args: str, timeout: int = 600) -> list[str]:
     # Typed as users type it: `snakemake --profile slurm`, from the working folder.
-    return ["timeout", "-s", "KILL", str(timeout), SNAKEMAKE, "--profile", "slurm", "--snakefile",
-            str(REPO / "Snakefile"), "--configfile", str(workdir / "config.yaml"), *args]
+    return ["timeout", "-s", "KILL", str(timeout), SNAKEMAKE, "--profile", "slurm", *args, "--snakefile",
+            str(REPO / "Snakefile"), "--configfile", str(workdir / "config.yaml")]
 
 
 def slurm_env(cluster: SlurmCluster) -> dict[str, str]:
-    return dict(cluster.env(), XDG_CONFIG_HOME=str(cluster.config_home), PYTHONHASHSEED="0",
-                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = cluster.env()
+    return dict(env, XDG_CONFIG_HOME=str(cluster.config_home), PYTHONHASHSEED="0",
+                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
 
 
 def run_slurm(cluster, workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -155,70 +157,74 @@ def test_the_workflow_runs_end_to_end_with_snakemake_profile_slurm(cluster, tmp_
     assert json.loads((workdir / "results/evaluate/summary.json").read_text())["seeds"] == [42, 43]
 
 
-def test_a_killed_training_job_is_retried_and_resumes_from_its_last_epoch(cluster, tmp_path):
-    workdir = project(tmp_path / "kill", {"train": {"epochs": 30, "early_stopping": {"patience": 100}}},
-                      images={"a": 40, "b": 40, "c": 40})
-    history = workdir / "results/final/seed_42/history.csv"
-    process = subprocess.Popen(slurm_command(workdir, "results/final/seed_42/metrics.json", timeout=600),
-                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=slurm_env(cluster))
-    wait_for(lambda: history.is_file() and len(history.read_text().splitlines()) >= 4, 300,
-             "three epochs of the first attempt", process)
-    assert kill_script(workdir, "final_train.py") >= 1
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-5000:]
-    log = (workdir / "logs/final/seed_42.log").read_text()  # the second attempt's log
-    resumed = [line for line in log.splitlines() if "resuming from epoch" in line]
-    assert resumed and int(resumed[0].split("resuming from epoch ")[1].split()[0]) >= 3, log[-2000:]
-    epochs = [int(line.split(",")[0]) for line in history.read_text().splitlines()[1:]]
-    assert epochs == list(range(1, 31))  # every epoch once: none redone, none lost
-    assert "SLURM-job" in stderr and "failed" in stderr  # the first attempt, reported and retried
+def run_locally(workdir: Path, *targets: str) -> None:
+    """Upstream jobs where the test runs (no profile): the fault tests need only their inputs."""
+    result = subprocess.run([SNAKEMAKE, *targets, "--cores", "2", "--snakefile", str(REPO / "Snakefile"),
+                             "--configfile", str(workdir / "config.yaml")], cwd=workdir, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_a_killed_tuning_job_resumes_without_redoing_finished_trials(cluster, tmp_path):
-    workdir = project(tmp_path / "tune", {
+def test_killed_tuning_and_training_jobs_are_retried_and_resume(cluster, tmp_path):
+    """SIGKILL the tuning job after its first trial, then the final training after 3 epochs:
+    SLURM reports each failure, the profile's retry reruns it, and each resumes."""
+    workdir = project(tmp_path / "kill", {
         "tune": {"enabled": True, "max_trials": 3, "epochs": 2, "data_fraction": 1.0,
-                 "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]}})
+                 "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]},
+        "train": {"epochs": 30, "early_stopping": {"patience": 100}}},
+        images={"a": 40, "b": 40, "c": 40})
+    run_locally(workdir, "results/splits/split.json")
     trials = workdir / "results/tune/keras_tuner/search"
+    history = workdir / "results/final/seed_42/history.csv"
 
-    def one_trial_done() -> bool:
-        return any(json.loads(p.read_text()).get("status") == "COMPLETED"
+    def finished_trials() -> int:
+        return sum(json.loads(p.read_text()).get("status") == "COMPLETED"
                    for p in trials.glob("trial_*/trial.json") if p.stat().st_size)
 
-    process = subprocess.Popen(slurm_command(workdir, "results/tune/best_hyperparameters.json", timeout=600),
+    process = subprocess.Popen(slurm_command(workdir, "results/final/seed_42/metrics.json", timeout=800),
                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=slurm_env(cluster))
-    wait_for(one_trial_done, 300, "a finished trial", process)
-    done_before = sum(json.loads(p.read_text()).get("status") == "COMPLETED" for p in trials.glob("trial_*/trial.json"))
-    assert kill_script(workdir, "tune.py") + kill_script(workdir, "imgclf.tuning_trial") >= 1
-    _, stderr = process.communicate(timeout=600)
+    try:
+        wait_for(lambda: finished_trials() >= 1, 300, "a finished trial", process)
+        done_before = finished_trials()
+        assert kill_script(workdir, "tune.py") + kill_script(workdir, "imgclf.tuning_trial") >= 1
+        wait_for(lambda: history.is_file() and len(history.read_text().splitlines()) >= 4, 400,
+                 "three epochs of the final training", process)
+        assert kill_script(workdir, "final_train.py") >= 1
+        _, stderr = process.communicate(timeout=800)
+    finally:
+        if process.poll() is None:
+            process.kill()
     assert process.returncode == 0, stderr[-5000:]
-    log = (workdir / "logs/tune/tune.log").read_text()
-    resumed = [line for line in log.splitlines() if "trials already done" in line]
-    assert resumed and int(resumed[0].split("search: ")[1].split()[0]) >= done_before >= 1, log[-2000:]
-    table = (workdir / "results/tune/trials.csv").read_text().splitlines()
-    assert len(table) == 1 + 3
+    assert stderr.count("SLURM-job") >= 2 and "failed" in stderr  # both failures reported, then retried
+    tune_log = (workdir / "logs/tune/tune.log").read_text()  # the second attempt's
+    resumed = [line for line in tune_log.splitlines() if "trials already done" in line]
+    assert resumed and int(resumed[0].split("search: ")[1].split()[0]) >= done_before >= 1, tune_log[-2000:]
+    assert len((workdir / "results/tune/trials.csv").read_text().splitlines()) == 1 + 3
+    log = (workdir / "logs/final/seed_42.log").read_text()
+    resumed = [line for line in log.splitlines() if "resuming from epoch" in line]
+    assert resumed and int(resumed[0].split("resuming from epoch ")[1].split()[0]) >= 3, log[-2000:]
+    assert pd.read_csv(history)["epoch"].astype(int).tolist() == list(range(1, 31))  # none redone, none lost
 
 
 def test_a_job_failing_on_bad_input_fails_the_workflow_with_its_message_in_its_log(cluster, tmp_path):
+    from conftest import write_bad_file
+
     workdir = project(tmp_path / "bad", {})
-    result = run_slurm(cluster, workdir, "results/splits/split.json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    train = (workdir / "results/splits/fold_0/train.csv").read_text().splitlines()
-    changed = train[1].split(",")[0]
-    make_folder(tmp_path / "other", {"x": 1}, start_seed=999)
-    shutil.copyfile(tmp_path / "other/x/x_000.png", workdir / "images" / changed)  # changed after validation
-    result = run_slurm(cluster, workdir, "results/final/seed_42/metrics.json", "--retries", "0")
+    write_bad_file(workdir / "images/b/broken.jpg", "truncated.jpg")
+    result = run_slurm(cluster, workdir, "results/splits/split.json", "--retries", "0")
     assert result.returncode != 0
-    assert "Error in rule final_train" in result.stderr
-    log = (workdir / "logs/final/seed_42.log").read_text()
-    assert changed in log and "sha256" in log, log[-2000:]
+    assert "Error in rule validate_data" in result.stderr and "SLURM-job" in result.stderr
+    log = (workdir / "logs/data/validate_data.log").read_text()
+    assert "b/broken.jpg" in log and "truncated" in log, log[-2000:]
+    assert not (workdir / "results/data/index.csv").exists()
 
 
 def test_a_job_over_its_time_limit_is_reported_as_such(cluster, tmp_path):
     workdir = project(tmp_path / "slow", {"train": {"epochs": 100000, "early_stopping": {"patience": 100000}}})
+    run_locally(workdir, "results/splits/split.json")
     result = run_slurm(cluster, workdir, "results/final/seed_42/metrics.json", "--retries", "0",
                        "--set-resources", "final_train:runtime=1", "final_train:mem_mb=1500", timeout=400)
     assert result.returncode != 0
-    assert "TIMEOUT" in result.stderr, result.stderr[-4000:]
+    assert "SLURM status is: 'TIMEOUT'" in result.stderr, result.stderr[-4000:]
     assert "Error in rule final_train" in result.stderr
