@@ -61,6 +61,7 @@ include: "rules/stages.smk"
 try:
     # After the includes: the classes are read from the data the helpers locate.
     check_final(config, get_class_names())
+    check_audit(config, get_class_names())
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 warn_if_unsealed()

@@ -26,12 +26,14 @@ from imgclf.errors import ConfigError, ImgclfError
 #: Slices computed from the index's image statistics: column -> how it is cut.
 IMAGE_SLICES = ("brightness", "contrast", "sharpness", "size", "aspect_ratio")
 MISSING = "(missing)"
+OUT_OF_RANGE = "(out of range)"
 
 
 def bin_numeric(values: pd.Series, edges: list[float] | int) -> pd.Series:
     """Numeric values as labelled bins: explicit edges, or that many quantile bins.
 
-    Missing values become ``(missing)``, a group of their own.
+    Missing values become ``(missing)``, values outside explicit edges ``(out of range)``:
+    groups of their own.
     """
     numbers = pd.to_numeric(values, errors="coerce")
     if isinstance(edges, int):
@@ -47,6 +49,7 @@ def bin_numeric(values: pd.Series, edges: list[float] | int) -> pd.Series:
     # The last bin is closed on the right: its upper edge belongs to it.
     binned = binned.astype(object)
     binned[numbers == edges[-1]] = labels[-1]
+    binned[numbers.notna() & ((numbers < edges[0]) | (numbers > edges[-1]))] = OUT_OF_RANGE
     return binned.where(binned.notna(), MISSING).astype(str)
 
 
@@ -299,17 +302,20 @@ def group_metrics(predictions: pd.DataFrame, groups: pd.Series, classes: list[st
 def audit_columns(config: dict[str, Any], index: pd.DataFrame | None = None) -> list[str] | None:
     """The metadata columns the audit looks at: ``audit.group_columns``, else
     ``data.group_columns``, else (both null) every metadata column of the index
-    (None when no index is given: known only once the metadata is read)."""
+    (None when no index is given: known only once the metadata is read). By default the
+    split's group column (a patient or lesion id) is left out: each of its groups sits in
+    one set by design, and an id is not a population to compare."""
     from imgclf.validation import INDEX_COLUMNS
 
     audit, data = config["audit"], config["data"]
     if audit["group_columns"] is not None:
         return list(audit["group_columns"])
+    split_unit = config["split"]["group_column"]
     if data["group_columns"] is not None:
-        return list(data["group_columns"])
+        return [c for c in data["group_columns"] if c != split_unit]
     if index is None:
         return None
-    return [c for c in index.columns if c not in INDEX_COLUMNS and c != "group"]
+    return [c for c in index.columns if c not in INDEX_COLUMNS and c not in ("group", split_unit)]
 
 
 def _finding(severity: str, column: str, message: str) -> dict[str, str]:
@@ -358,15 +364,18 @@ def audit_data(index: pd.DataFrame, sets: dict[str, pd.DataFrame], config: dict[
         if v is not None:
             text = (f"{column} is associated with the label (Cramér's V {v:.2f}, p = {strength['p_value']:.2g}): "
                     "a model may learn the group instead of the disease (a spurious correlation)")
-            if audit["association_failure"] is not None and v >= audit["association_failure"]:
+            if audit["association_failure"] is not None and v > audit["association_failure"]:
                 result["findings"].append(_finding("error", column, text + f"; above audit.association_failure "
                                                    f"{audit['association_failure']}"))
-            elif audit["association_warning"] is not None and v >= audit["association_warning"]:
+            elif audit["association_warning"] is not None and v > audit["association_warning"]:
                 result["findings"].append(_finding("warning", column, text))
         absent = shares[(shares["count"] == 0) & (shares["share_overall"] > 0)]
-        for row in absent.itertuples():
-            result["findings"].append(_finding("warning", column, f"group {row.group!r} of {column} has no image "
-                                               f"in the {row.set} set"))
+        for set_name, rows in absent.groupby("set", sort=False):
+            names = [str(g) for g in rows["group"]]
+            shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            what = (f"group {shown} of {column} has" if len(names) == 1
+                    else f"{len(names)} groups of {column} ({shown}) have")
+            result["findings"].append(_finding("warning", column, f"{what} no image in the {set_name} set"))
     return result
 
 
@@ -385,6 +394,8 @@ def audit_models(predictions: dict[int, pd.DataFrame], index: pd.DataFrame, trai
         ``per_seed`` (seed -> column -> :func:`group_metrics`), ``summary`` (per column:
         the gap of ``audit.gap_metric`` per seed and its mean), ``findings``.
     """
+    if not predictions:
+        raise ImgclfError("the bias audit has no predictions to audit", "run the test evaluation first")
     audit = config["audit"]
     confidence = config["evaluation"]["confidence"]
     reference = index[index["path"].isin(train["path"])]
@@ -453,12 +464,24 @@ def audit_markdown(data: dict[str, Any] | None, models: dict[str, Any] | None) -
     return "\n".join(lines) + "\n"
 
 
-def check_audit(config: dict[str, Any]) -> None:
-    """Load-time checks: audited columns must be metadata columns the index keeps.
+def check_audit(config: dict[str, Any], class_names: list[str] | None = None) -> None:
+    """Load-time checks: audited columns must be metadata columns the index keeps; the gap
+    metric must be one the audit computes.
+
+    Args:
+        config: The validated config.
+        class_names: The data's classes when they can be read cheaply (None: not checked).
 
     Raises:
-        ConfigError: Naming the column.
+        ConfigError: Naming the key and the value.
     """
+    metric = config["audit"]["gap_metric"]
+    if metric not in ("accuracy", "balanced_accuracy") and not metric.startswith("recall:"):
+        raise ConfigError(f"audit.gap_metric is {metric!r}, which the audit does not judge",
+                          "use accuracy, balanced_accuracy or recall:<class>")
+    if metric.startswith("recall:") and class_names is not None and metric[7:] not in class_names:
+        raise ConfigError(f"audit.gap_metric is {metric!r}, but the data has no class {metric[7:]!r} "
+                          f"(its classes: {', '.join(class_names)})", "name one of the classes after recall:")
     known = config["data"]["group_columns"]
     columns = audit_columns(config)
     if known is not None:

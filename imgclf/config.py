@@ -39,6 +39,15 @@ def _with_defaults(validator_class: type) -> type:
 _FillingValidator = _with_defaults(Draft202012Validator)
 
 
+def config_sha256(config: dict[str, Any]) -> str:
+    """SHA-256 of a config as canonical JSON (sorted keys): what the report and the
+    reproducibility record call the config's hash."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     """Read the config schema."""
     with open(path, encoding="utf-8") as handle:

@@ -50,33 +50,37 @@ class Stage:
     name: str
     rules: tuple[str, ...]
     params: tuple[str, ...]
-    persist: bool = False  # keep outs between runs (a killed training resumes)
     records: tuple[tuple[str, str], ...] = ()  # (rule, path) written outside its outputs, kept across reruns
+    whole_config: bool = False  # its rules record or show the whole config: the config file is a dep
+    always_force: bool = False  # its jobs always run when DVC runs the stage
     description: str = ""
 
 
 STAGES: tuple[Stage, ...] = (
+    # Forced: the data folder is ancient() to Snakemake, DVC alone sees an image edited in place.
     Stage("data", ("export_digits", "validate_data"), ("data", "validation", "split.group_column"),
-          description="data validation: the index of every usable image and the findings"),
+          always_force=True, description="data validation: the index of every usable image and the findings"),
     Stage("split", ("split_data",), ("seed", "split"),
           description="the seeded, group-aware split into a test set and fold manifests"),
+    Stage("data_audit", ("audit_data",), ("audit", "data.group_columns", "split.group_column"),
+          description="the bias audit of the data before training (it gates every training)"),
     Stage("explore", ("probe_batch_size", "explore_point", "explore_summary"),
-          ("seed", "data", "model", "train", "batch_probe", "explore"), persist=True,
+          ("seed", "data", "model", "train", "batch_probe", "explore"),
           records=(("probe_batch_size", "results/carbon/jobs/probe_batch_size.csv"),
                    ("explore_point", "results/carbon/jobs/explore")),
           description="the batch-size probe and the exploration studies"),
-    Stage("tune", ("tune",), ("seed", "data", "model", "train", "tune"), persist=True,
+    Stage("tune", ("tune",), ("seed", "data", "model", "train", "tune"),
           records=(("tune", "results/carbon/jobs/tune.csv"),), description="Bayesian tuning (Keras Tuner)"),
     Stage("final", ("check_seal", "final_train"),
-          ("seed", "data", "model", "train", "final", "tune.enabled", "evaluation.unseal_reason"), persist=True,
+          ("seed", "data", "model", "train", "final", "tune.enabled", "evaluation.unseal_reason"),
           records=(("final_train", "results/carbon/jobs/final"),), description="the final trainings, one per seed"),
-    Stage("evaluate", ("evaluate_model", "evaluation_summary", "deploy_model"), ("evaluation", "targets", "final"),
+    Stage("evaluate", ("evaluate_model", "evaluation_summary", "deploy_model"), ("final", "targets", "evaluation"),
           records=(("evaluate_model", "results/carbon/jobs/evaluate"), ("evaluate_model", "results/sealed_test")),
           description="the sealed test evaluation, the targets and the deployed model"),
-    Stage("audit", ("audit_data", "audit_models"), ("audit", "data.group_columns", "evaluation.confidence"),
-          description="the bias audit"),
+    Stage("audit", ("audit_models",), ("audit", "data.group_columns", "split.group_column", "evaluation.confidence"),
+          description="the bias audit of the final models' test predictions"),
     Stage("report", ("carbon_report", "report_galleries", "report", "reproducibility_record"),
-          ("seed", "carbon", "report"),
+          ("seed", "carbon", "report"), whole_config=True,
           description="the carbon and water report, the HTML report and the reproducibility record"),
 )
 
@@ -232,6 +236,8 @@ def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config
                 elif owner != stage.name:
                     deps.add(out_of(path))
         code: set[str] = {"config/config.schema.yaml"}
+        if stage.whole_config:
+            code.add(config_path)
         for rule in sorted({j.rule for j in mine}):
             if rule in scripts:
                 code.add(scripts[rule])
@@ -242,17 +248,17 @@ def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config
                               "only the params a file holds",
                               f"add them to {config_path} (an empty section, `name: {{}}`, will do), then "
                               "regenerate dvc.yaml")
-        rules = sorted({j.rule for j in mine}, key=list(stage.rules).index)
         entry: dict[str, Any] = {
             "desc": stage.description,
-            "cmd": ("snakemake --cores all --rerun-triggers params input code software-env "
-                    f"--forcerun {' '.join(rules)} -- stage_{stage.name}"),
+            "cmd": f"python -m imgclf.dvc_pipeline --run-stage {stage.name}",
             "deps": sorted(deps) + sorted(code),
             "params": [{config_path: list(stage.params)}],
         }
         records = records_of(stage)
-        outs_entries: list[Any] = [({path: {"persist": True}} if stage.persist else path) for path in outs]
-        outs_entries += [{record: {"persist": True}} for record in records]
+        # Every out persists: Snakemake, not DVC, decides which of a stage's jobs must run again,
+        # so that finished jobs are kept (a killed stage resumes) and the sealed test set is
+        # not evaluated again when only a target changed.
+        outs_entries: list[Any] = [{path: {"persist": True}} for path in [*outs, *records]]
         entry["outs"] = outs_entries
         result["stages"][stage.name] = entry
     if "evaluate" in present:
@@ -271,6 +277,40 @@ def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config
         if "report" in present:
             result["plots"].append("results/carbon/energy_per_stage.png")
     return result
+
+
+def stage_command(stage: Stage, workdir: Path, snakemake: str | None = None) -> tuple[list[str], str]:
+    """The Snakemake command of a DVC stage, and why jobs are forced (empty when none is).
+
+    Only the stage's rules may run (``--allowed-rules``): DVC has run the earlier stages. Which
+    of its jobs run is Snakemake's decision, from its records (params, code, input checksums),
+    so that finished jobs are kept. Without records (a fresh clone, after ``dvc pull``) Snakemake
+    cannot tell a changed param, and every job of the stage is forced.
+    """
+    exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
+    command = [exe, "--cores", "all", "--allowed-rules", *stage.rules, f"stage_{stage.name}"]
+    metadata = workdir / ".snakemake" / "metadata"
+    reason = ""
+    if stage.always_force:
+        reason = "the data changed, as DVC sees it: validation runs again"
+    elif not metadata.is_dir() or not any(metadata.iterdir()):
+        reason = "Snakemake has no records in this folder (a fresh clone?): every job of the stage runs"
+    if reason:
+        command[-1:-1] = ["--forcerun", *stage.rules]
+    return [*command[:-1], "--", command[-1]], reason
+
+
+def run_stage(name: str, workdir: Path) -> int:
+    """Run one DVC stage's Snakemake jobs (the ``cmd`` of every stage in dvc.yaml)."""
+    stages = {stage.name: stage for stage in STAGES}
+    if name not in stages:
+        print(f"imgclf.dvc_pipeline: no stage {name!r} (stages: {', '.join(stages)})", file=sys.stderr)
+        return 2
+    command, reason = stage_command(stages[name], workdir)
+    if reason:
+        print(f"imgclf.dvc_pipeline: {reason}", file=sys.stderr)
+    print("imgclf.dvc_pipeline: " + " ".join(command), file=sys.stderr, flush=True)
+    return subprocess.run(command, cwd=workdir, check=False).returncode
 
 
 def render(content: dict[str, Any]) -> str:
@@ -295,8 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--directory", default=".", help="the project folder (default: the current one)")
     parser.add_argument("--output", default="dvc.yaml", help="where to write (default: %(default)s)")
     parser.add_argument("--check", action="store_true", help="only check that the file is up to date")
+    parser.add_argument("--run-stage", metavar="STAGE", help="run one stage's Snakemake jobs (dvc.yaml's cmd)")
     args = parser.parse_args(argv)
     workdir = Path(args.directory)
+    if args.run_stage:
+        return run_stage(args.run_stage, workdir)
     try:
         text = generate(workdir, workdir / args.config)
     except ConfigError as error:

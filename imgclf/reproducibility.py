@@ -3,13 +3,13 @@ reviewer needs to rerun it and to explain a difference."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from imgclf.report.environment import git_state, hardware, package_versions
-from imgclf.report.page import config_hash
+from imgclf.config import config_sha256
+from imgclf.io import sha256_file
 
 
 def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], finals: list[dict[str, Any]],
@@ -25,12 +25,12 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
         evaluations: Each test evaluation's ``metrics.json``.
         workflow_dir: The workflow's folder (its git commit is recorded).
     """
-    hashes = {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in manifests}
+    hashes = {str(p): sha256_file(p) for p in manifests}
     tests = sorted({e["test_manifest_sha256"] for e in evaluations})
     runtime = finals[0].get("runtime", {}) if finals else {}
     return {
         "config": config,
-        "config_sha256": config_hash(config),
+        "config_sha256": config_sha256(config),
         "seeds": {"seed": config["seed"], "final": [f["seed"] for f in finals],
                   "folds": {str(f["seed"]): f["fold"] for f in finals}},
         "manifests_sha256": hashes,
@@ -41,6 +41,10 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
                         "intra_op_threads": runtime.get("intra_op_threads"),
                         "inter_op_threads": runtime.get("inter_op_threads"),
                         "note": "same config and seed on CPU with these settings give identical weights"},
+        # Where each final model was trained (its job's record), and where this record was made.
+        "training": {str(f["seed"]): {k: f.get("runtime", {}).get(k) for k in
+                                      ("host", "cpu", "gpus", "tensorflow", "keras", "numpy", "cuda_visible_devices")}
+                     for f in finals},
         "packages": package_versions(),
         "hardware": hardware(),
         "git": git_state(workflow_dir),

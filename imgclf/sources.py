@@ -50,6 +50,19 @@ class SourceListing:
     findings: list[Finding] = field(default_factory=list)
 
 
+#: Where the export_digits rule writes the embedded default data.
+DIGITS_FOLDER = "results/default_data/digits"
+
+
+def data_root(data: dict[str, Any]) -> str:
+    """The folder the images' paths are relative to, from the ``data`` config section."""
+    if data["source"] == "digits":
+        return DIGITS_FOLDER
+    if data["source"] == "manifest" and not data["root"]:
+        return str(Path(data["manifest"]).parent)
+    return data["root"]
+
+
 def _printable(name: str) -> str:
     """A file name that is safe to print and to write as UTF-8."""
     return os.fsencode(name).decode("utf-8", errors="backslashreplace")

@@ -203,9 +203,13 @@ def search_settings(trial_config: dict[str, Any], data: dict[str, Any], train_ma
 
     from imgclf.io import sha256_file
 
-    config = copy.deepcopy(trial_config)
+    # Only what a trial reads: a report or carbon setting, the folder the data sits in or the
+    # job's thread count (a rerun with --cores 1) must not discard finished trials.
+    config = {key: copy.deepcopy(trial_config[key]) for key in ("seed", "data", "model", "train", "tune")}
     config["tune"].pop("max_trials", None)
-    return {"config": config, "data": {k: v for k, v in data.items() if not k.endswith("_manifest")},
+    ignored = ("data_root", "threads")
+    kept = {k: v for k, v in data.items() if not k.endswith("_manifest") and k not in ignored}
+    return {"config": config, "data": kept,
             "train_manifest_sha256": hashlib.sha256(train_manifest_text.encode()).hexdigest(),
             "val_manifest_sha256": sha256_file(val_manifest)}
 
@@ -217,19 +221,19 @@ def start_afresh_if_changed(directory: Path, settings: dict[str, Any], log: Any 
     """
     import shutil
 
+    from imgclf.io import atomic_write_text
+
     marker = directory / "search_settings.json"
     text = json.dumps(settings, sort_keys=True, indent=1, default=str)
-    if marker.is_file() and marker.read_text(encoding="utf-8") != text:
+    stale = marker.is_file() and marker.read_text(encoding="utf-8") != text
+    unknown = not marker.is_file() and directory.is_dir() and any(directory.iterdir())
+    if stale or unknown:
         if log:
-            log.warning("the search settings changed since the trials in %s were run: starting afresh", directory)
+            log.warning("%s holds trials of %s settings: starting afresh", directory, "other" if stale else "unknown")
         for child in directory.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    elif not marker.is_file() and (directory / "search").exists():
-        if log:
-            log.warning("%s holds a search of unknown settings: starting afresh", directory)
-        shutil.rmtree(directory / "search")
     directory.mkdir(parents=True, exist_ok=True)
-    marker.write_text(text, encoding="utf-8")
+    atomic_write_text(marker, text)
 
 
 def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size: int,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -93,10 +94,8 @@ def derive_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> tu
         for relpath, image in digit_images(data["digits"]["size"]):
             (root / relpath).parent.mkdir(parents=True, exist_ok=True)
             image.save(root / relpath, format="PNG", optimize=False)
-    elif data["source"] == "manifest" and not data["root"]:
-        root = (workdir / data["manifest"]).parent
     else:
-        root = workdir / data["root"]
+        root = _data_root(config, workdir)
     manifest = workdir / data["manifest"] if data["source"] == "manifest" else None
     metadata = workdir / data["metadata"] if data["metadata"] else None
     result = validate_source(config, root, manifest, metadata, workers=2)
@@ -158,8 +157,15 @@ def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> lis
         derived = classification_metrics(test.labels, proba, training["classes"],
                                          n_bins=config["evaluation"]["ece_bins"])
         old, new = _flat(recorded), _flat(derived)
+        def differ(a: float | None, b: float | None) -> bool:
+            if a is None or b is None:
+                return True
+            if math.isnan(a) or math.isnan(b):
+                return not (math.isnan(a) and math.isnan(b))
+            return abs(a - b) > 1e-9
+
         differences = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-                       if old.get(k) is None or new.get(k) is None or abs(old[k] - new[k]) > 1e-9}
+                       if differ(old.get(k), new.get(k))}
         if not differences:
             checks.append(Check(MATCH, artifact, f"all {len(new)} metrics equal (accuracy {new['accuracy']:.4f})"))
         else:
@@ -169,12 +175,9 @@ def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> lis
 
 
 def _data_root(config: dict[str, Any], workdir: Path) -> Path:
-    data = config["data"]
-    if data["source"] == "digits":
-        return workdir / "results/default_data/digits"
-    if data["source"] == "manifest" and not data["root"]:
-        return (workdir / data["manifest"]).parent
-    return workdir / data["root"]
+    from imgclf.sources import data_root
+
+    return workdir / data_root(config["data"])
 
 
 def retrain_worker(workdir: Path, seed: int, output: Path) -> None:
@@ -206,7 +209,10 @@ def check_retrain(workdir: Path, seed: int, scratch: Path) -> Check:
     artifact = f"final model seed {seed} retrained"
     pulled = workdir / "results" / f"final/seed_{seed}/model.keras"
     if not pulled.is_file():
-        return Check(MISSING, artifact, f"{pulled} is absent (dvc pull?)")
+        final = workdir / "results/final"
+        known = sorted(p.parent.name.removeprefix("seed_") for p in final.glob("seed_*/model.keras"))
+        hint = f"the final seeds here are {', '.join(known)}" if known else "dvc pull?"
+        return Check(MISSING, artifact, f"{pulled} is absent ({hint})")
     output = scratch / f"retrain_{seed}" / "model.keras"
     output.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run([sys.executable, "-m", "imgclf.verify", "--retrain-worker", str(seed), str(output),
@@ -223,7 +229,8 @@ def check_retrain(workdir: Path, seed: int, scratch: Path) -> Check:
         return Check(MATCH, artifact, f"weights identical ({len(old)} arrays, "
                                       f"{sum(a.size for a in old):,} values)")
     return Check(DIFFER, artifact, f"weights differ (largest difference {largest:.3g}): another TensorFlow "
-                                   "build, CPU or thread count changes the arithmetic (see the environment note)")
+                                   "build, CPU, GPU, precision or thread count changes the arithmetic "
+                                   "(see the environment note)")
 
 
 def environment_notes(workdir: Path) -> list[Check]:
@@ -238,8 +245,14 @@ def environment_notes(workdir: Path) -> list[Check]:
     changed = [f"{k} {record['packages'].get(k)} recorded, {v} here" for k, v in now.items()
                if record["packages"].get(k) not in (None, v)]
     machine = hardware()
-    if record["hardware"].get("cpu") != machine["cpu"]:
-        changed.append(f"CPU {record['hardware'].get('cpu')!r} recorded, {machine['cpu']!r} here")
+    # The machine that trained (a cluster node), else the one that made the record.
+    trained = next(iter((record.get("training") or {}).values()), {}) or {}
+    cpu = trained.get("cpu") or record["hardware"].get("cpu")
+    if cpu != machine["cpu"]:
+        changed.append(f"CPU {cpu!r} recorded, {machine['cpu']!r} here")
+    if trained.get("gpus"):
+        changed.append(f"the final models were trained on GPU ({', '.join(trained['gpus'])}): a retraining on this "
+                       "machine's " + ("GPU" if machine["gpus"] else "CPU") + " can differ")
     commit = (record.get("git") or {}).get("commit")
     detail = "; ".join(changed) if changed else "same package versions and CPU model as recorded"
     return [Check(NOTE, "environment", detail + (f"; results made at commit {commit[:12]}" if commit else ""))]

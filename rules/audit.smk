@@ -10,6 +10,10 @@ rule audit_data:
     output:
         audit="results/audit/data.json",
         representation="results/audit/representation.csv",
+        # Constant content, present only when the audit passed: every training job takes it
+        # as an input, so audit.association_failure stops the run before any training, and a
+        # changed finding (or threshold) that still passes reruns nothing.
+        passed="results/audit/data_audit_passed.json",
     params:
         settings=lambda wildcards: {k: config[k] for k in ("audit", "data")},
     log:

@@ -2,17 +2,14 @@
 import sys
 from pathlib import Path
 
-DIGITS_FOLDER = "results/default_data/digits"
+from imgclf.sources import DIGITS_FOLDER
 
 
 def get_data_root():
     """The folder the images' paths are relative to."""
-    data = config["data"]
-    if data["source"] == "digits":
-        return DIGITS_FOLDER
-    if data["source"] == "manifest" and not data["root"]:
-        return str(Path(data["manifest"]).parent)
-    return data["root"]
+    from imgclf.sources import data_root
+
+    return data_root(config["data"])
 
 
 def get_data_fingerprint():
@@ -108,6 +105,7 @@ def get_training_input(wildcards):
         "train": get_exploration_manifest("train"),
         "val": get_exploration_manifest("val"),
         "data_root": get_data_root_input(),
+        "data_audit": "results/audit/data_audit_passed.json",
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
@@ -122,6 +120,7 @@ def get_tuning_input(wildcards):
         "train": f"results/splits/fold_{fold}/train.csv",
         "val": f"results/splits/fold_{fold}/val.csv",
         "data_root": get_data_root_input(),
+        "data_audit": "results/audit/data_audit_passed.json",
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
@@ -184,6 +183,7 @@ def get_final_input(wildcards):
         "train": f"results/splits/fold_{fold}/train.csv",
         "val": f"results/splits/fold_{fold}/val.csv",
         "data_root": get_data_root_input(),
+        "data_audit": "results/audit/data_audit_passed.json",
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"

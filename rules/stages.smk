@@ -15,6 +15,12 @@ rule stage_split:
     localrule: True
 
 
+rule stage_data_audit:
+    input:
+        rules.audit_data.output,
+    localrule: True
+
+
 rule stage_explore:
     input:
         get_exploration_output(),
@@ -44,7 +50,6 @@ rule stage_evaluate:
 
 rule stage_audit:
     input:
-        "results/audit/data.json",
         "results/audit/groups.json",
     localrule: True
 

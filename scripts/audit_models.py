@@ -29,6 +29,8 @@ with step("audit_models", sm.log[0]) as log:
     result = audit_models(predictions, index, read_index(sm.input.train), classes, config)
     table = group_metrics_table(result["per_seed"])
     data_audit = json.loads(Path(sm.input.data_audit).read_text())
+    # The audit's tables go to the log first: a failing gate keeps its evidence.
+    log.info("\n%s", audit_markdown(data_audit, result))
     log_findings(result["findings"], log, "the bias audit",
                  "see the findings above (also in this log); raise audit.gap_failure only with a reason")
     write_csv(sm.output.group_metrics, table)

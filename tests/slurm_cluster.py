@@ -65,7 +65,10 @@ class SlurmCluster:
         for name in ("state", "spool", "munge"):
             (base / name).mkdir(parents=True, exist_ok=True)
         memory_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
-        devices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random"][: self.gpus]
+        devices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random"]
+        if not 0 < self.gpus <= len(devices):
+            raise ValueError(f"1 to {len(devices)} fake GPUs, not {self.gpus}")
+        devices = devices[: self.gpus]
         self.conf.write_text("\n".join([
             "ClusterName=imgclftest",
             "SlurmctldHost=localhost",
@@ -142,10 +145,18 @@ class SlurmCluster:
         self.stop()
         raise RuntimeError(f"{message}\n{logs}")
 
-    def jobs(self) -> str:
-        """squeue's view of every job (finished ones included, for MinJobAge)."""
-        return subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %j %T %r"], capture_output=True, text=True,
-                              env=self.env()).stdout
+    def jobs(self) -> list[dict[str, str]]:
+        """Every job the controller remembers (finished ones too, for MinJobAge): id, name, state,
+        comment (the Snakemake plugin's rule and wildcards) and the TRES asked per job (GPUs)."""
+        out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, env=self.env()).stdout
+        jobs = []
+        for line in out.splitlines():
+            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+            if "JobId" in fields:
+                jobs.append({"id": fields["JobId"], "name": fields.get("JobName", ""),
+                             "state": fields.get("JobState", ""), "comment": fields.get("Comment", ""),
+                             "tres_per_job": fields.get("TresPerJob", "")})
+        return jobs
 
     def stop(self) -> None:
         """Cancel every job and stop the daemons."""

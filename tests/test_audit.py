@@ -202,3 +202,40 @@ def test_a_group_absent_from_a_set_is_a_documented_warning():
     messages = [f["message"] for f in result["findings"] if f["column"] == "site"]
     assert "group 'a' of site has no image in the test set" in messages
     assert "group 'b' of site has no image in the train set" in messages
+
+
+def test_the_split_unit_is_not_audited_by_default_and_absent_groups_are_grouped():
+    from imgclf.audit import audit_columns, audit_data
+    from imgclf.config import validate_config
+
+    config = validate_config({"data": {"group_columns": ["patient", "site"]}, "split": {"group_column": "patient"}})
+    assert audit_columns(config) == ["site"]
+    index = synthetic_index()
+    index["patient"] = [f"P{i:03d}" for i in range(len(index))]  # one image each: in one set each
+    sets = {"train": index.iloc[:120], "val": index.iloc[120:160], "test": index.iloc[160:][["path"]]}
+    everything = validate_config({"data": {"group_columns": ["patient"]}, "audit": {"group_columns": ["patient"],
+                                                                                    "image_slices": False}})
+    findings = [f["message"] for f in audit_data(index, sets, everything)["findings"] if "no image" in f["message"]]
+    assert len(findings) == 3 and findings[0].startswith("80 groups of patient ('P120', 'P121'")
+    assert "and 75 more) have no image in the train set" in findings[0]
+
+
+def test_gap_metric_and_out_of_range_values():
+    from imgclf.audit import OUT_OF_RANGE, check_audit
+    from imgclf.config import validate_config
+
+    with pytest.raises(ConfigError, match="audit.gap_metric is 'Accuracy'"):
+        check_audit(validate_config({"audit": {"gap_metric": "Accuracy"}}))
+    with pytest.raises(ConfigError, match="no class 'mel'"):
+        check_audit(validate_config({"audit": {"gap_metric": "recall:mel"}}), ["nv", "bcc"])
+    check_audit(validate_config({"audit": {"gap_metric": "recall:mel"}}), ["nv", "mel"])
+    assert bin_numeric(pd.Series(["130", "-1", "50"]), [0, 120]).tolist() == [OUT_OF_RANGE, OUT_OF_RANGE,
+                                                                              "[0, 120]"]
+
+
+def test_an_audit_without_predictions_is_a_clear_error():
+    from imgclf.audit import audit_models
+    from imgclf.errors import ImgclfError
+
+    with pytest.raises(ImgclfError, match="no predictions to audit"):
+        audit_models({}, synthetic_index(), synthetic_index(), ["ill", "well"], audit_config())

@@ -60,3 +60,51 @@ def test_every_rule_names_an_existing_env():
     for smk in (REPO / "rules").glob("*.smk"):
         for env in re.findall(r'conda:\s*\n\s*"([^"]+)"', smk.read_text()):
             assert (smk.parent / env).resolve().is_file(), f"{smk.name}: {env} missing"
+
+
+#: Import names of third-party modules -> their package names in the lock.
+IMPORTS = {"numpy": "numpy", "pandas": "pandas", "scipy": "scipy", "sklearn": "scikit-learn", "PIL": "pillow",
+           "matplotlib": "matplotlib", "yaml": "pyyaml", "jsonschema": "jsonschema", "fairlearn": "fairlearn",
+           "tensorflow": "tensorflow", "keras": "keras", "keras_tuner": "keras-tuner", "codecarbon": "codecarbon",
+           "tensorboard": "tensorboard", "snakemake": "snakemake"}
+
+
+def third_party_imports(path: Path) -> set[str]:
+    import ast
+    import sys
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "imgclf"}
+
+
+def test_every_rule_env_holds_what_its_script_imports():
+    """With --sdm conda each rule gets only its env: its script and the imgclf modules it
+    imports (functions' imports too) must find their packages there."""
+    import re
+
+    from imgclf.dvc_pipeline import imported_modules, rule_scripts
+
+    scripts = rule_scripts(REPO)
+    envs = {}
+    for smk in (REPO / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=(?:local)?rule \w+:)", smk.read_text()):
+            name = re.match(r"\s*rule (\w+):", block)
+            env = re.search(r'conda:\s*\n\s*"\.\./(envs/[\w.]+\.yaml)"', block)
+            if name and env:
+                envs[name.group(1)] = env.group(1)
+    assert set(scripts) <= set(envs), set(scripts) - set(envs)
+    missing = {}
+    for rule, script in scripts.items():
+        env = yaml.safe_load((REPO / envs[rule]).read_text())
+        pins = read_pins(next(d["pip"] for d in env["dependencies"] if isinstance(d, dict)))
+        files = [REPO / script, *(REPO / m for m in imported_modules(REPO / script, REPO))]
+        needed = {IMPORTS[name] for path in files for name in third_party_imports(path)}
+        absent = sorted(normalise(p) for p in needed if normalise(p) not in pins)
+        if absent:
+            missing[f"{rule} ({envs[rule]})"] = absent
+    assert not missing, f"packages a rule imports but its conda env lacks: {missing}"

@@ -132,3 +132,14 @@ def test_changes_are_read_from_real_weight_samples(fold, tmp_path):
     changes = changes_from_weight_samples(str(files.weight_samples))
     assert {c["epoch"] for c in changes} == {0, 1, 2}
     assert not [f for f in update_findings(pd.read_csv(files.history), changes) if f["variant"] == "frozen"]
+
+
+def test_sixteen_bit_images_are_shown_stretched_not_clipped(tmp_path):
+    from imgclf.report.gallery import _thumbnail
+
+    values = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 60)  # 12-bit range in a 16-bit PNG
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    pixels = _thumbnail(tmp_path / "deep.png", size=16)
+    assert pixels.shape == (16, 16, 3) and pixels.min() == 0 and pixels.max() == 255
+    assert (pixels == 255).mean() < 0.1  # not washed out to white

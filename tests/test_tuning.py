@@ -136,3 +136,19 @@ def test_changed_search_settings_start_afresh_instead_of_reusing_old_trials(fold
     result = run_tuning(narrowed, fold, tmp_path / "a", 16)
     assert len(calls) == 1 and len(result["table"]) == 1  # the old trial is gone, one new one ran
     assert set(result["best"]) == {"model.dropout"} and 0.1 <= result["best"]["model.dropout"] <= 0.2
+
+
+def test_settings_trials_do_not_read_keep_the_search():
+    """A report setting, the data folder or the thread count do not discard finished trials."""
+    from imgclf.tuning import search_settings
+
+    config = tuning_config(2)
+    data = {"data_root": "/a", "threads": 2, "classes": ["a"], "train_manifest": "x", "seed": 1}
+    base = search_settings(config, data, "path,sha256\n", __file__)
+    other = validate_config({**config, "report": {"mistakes": 3}, "carbon": {"pue": 1.5}})
+    assert search_settings(other, {**data, "data_root": "/b", "threads": 1}, "path,sha256\n", __file__) == base
+    more = tuning_config(5)  # a larger budget continues the same search
+    assert search_settings(more, data, "path,sha256\n", __file__) == base
+    narrower = tuning_config(2)
+    narrower["tune"]["epochs"] = 3
+    assert search_settings(narrower, data, "path,sha256\n", __file__) != base

@@ -339,7 +339,21 @@ def test_the_bias_audit_runs_before_training_and_after_the_evaluation(pipeline_r
     assert table[0].startswith("seed,column,group,n,judged,accuracy,balanced_accuracy,recall:0")
     assert (workdir / "results/audit/audit.md").read_text().startswith("# Bias audit")
     assert (workdir / "results/audit/group_metrics.png").stat().st_size > 0
-    assert {"audit_data", "audit_models"} <= {rule for rule, _ in job_inputs(log)}
+    jobs = job_inputs(log)
+    assert {"audit_data", "audit_models"} <= {rule for rule, _ in jobs}
+    gated = [inputs for rule, inputs in jobs if rule in ("explore_point", "tune", "check_seal", "final_train")]
+    assert gated and all("results/audit/data_audit_passed.json" in inputs for inputs in gated)
+
+
+def test_a_failing_data_audit_stops_the_run_before_any_training(tmp_path):
+    """On the digits, sharpness goes with the digit (Cramér's V 0.41): a failure threshold of 0.35 stops it."""
+    config = write_config(tmp_path, {**PIPELINE_CONFIG, "audit": {"association_failure": 0.35}})
+    result = run_snakemake(tmp_path, "--configfile", str(config))
+    assert result.returncode != 0
+    assert "the data audit failed: image:sharpness is associated with the label" in result.stderr
+    ran = {rule for rule, _ in job_inputs(result.stderr)}
+    assert "audit_data" in ran and not ran & {"probe_batch_size", "explore_point", "tune", "final_train"}
+    assert "Cramér" in (tmp_path / "logs/audit/audit_data.log").read_text()  # the evidence is kept
 
 
 def test_every_training_job_records_its_emissions_and_the_report_sums_them(pipeline_run):

@@ -25,7 +25,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return versions
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("model name"):
@@ -57,7 +57,7 @@ def _gpus() -> list[str]:
 
 def hardware() -> dict[str, Any]:
     """CPU model and cores, memory, GPUs, OS and Python."""
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(), "gpus": _gpus(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(), "gpus": _gpus(),
             "os": platform.platform(), "python": platform.python_version(), "machine": platform.machine()}
 
 
@@ -74,5 +74,7 @@ def git_state(folder: str | Path) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None, "note": "not a git repository (or git is absent)"}
-    changed = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(changed), "changed_files": (changed or "").splitlines()[:20]}
+    # dvc.lock and .dvc files change with every `dvc repro` or `dvc add`: they record results, not code.
+    changed = [line for line in (git("status", "--porcelain", "--untracked-files=no") or "").splitlines()
+               if not line.rstrip().endswith(("dvc.lock", ".dvc"))]
+    return {"commit": commit, "dirty": bool(changed), "changed_files": changed[:20]}

@@ -17,7 +17,12 @@ from PIL import Image, ImageOps  # noqa: E402
 def _thumbnail(path: Path, size: int = 96) -> np.ndarray:
     """An image as shown to a person: EXIF orientation applied, RGB, fitted in a square."""
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            # 16-bit or float pixels: stretched to their own maximum for display (convert() clips them).
+            values = np.asarray(image, dtype=np.float32)
+            image = Image.fromarray((np.clip(values / max(float(values.max()), 1.0), 0, 1) * 255).astype(np.uint8))
+        image = image.convert("RGB")
         if max(image.size) > size:
             image.thumbnail((size, size), Image.Resampling.LANCZOS)
         elif max(image.size) < size:

@@ -8,7 +8,6 @@ resource, so the file can be mailed, archived or opened offline.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from imgclf.config import config_sha256 as config_hash
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, OVERFIT_EPOCHS, OVERFIT_GAP, OVERFIT_RISE,
                                      changes_from_weight_samples, data_findings, diagnose_run)
 
@@ -112,11 +112,6 @@ def _list(value: Any) -> list[str]:
     if value is None:
         return []
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 of the validated config as canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # -- sections ------------------------------------------------------------------
@@ -247,7 +242,8 @@ def _training(ctx: dict[str, Any]) -> str:
     thresholds = (f"<p class='note'>Checks, in the order of PRACTICES.md section 2: data (validation warnings "
                   f"and bias-audit findings); underfitting (the best training accuracy below the accuracy target); "
                   f"overfitting (validation loss {100 * OVERFIT_RISE:.0f}% above its minimum at the end, reached at "
-                  f"least {OVERFIT_EPOCHS} epochs before, while the training loss fell, or training accuracy {OVERFIT_GAP:g} above validation accuracy); updates "
+                  f"least {OVERFIT_EPOCHS} epochs before, while the training loss fell, or training accuracy "
+                  f"{OVERFIT_GAP:g} above validation accuracy); updates "
                   f"(NaN losses, weights changed by more than {EXPLODED_CHANGE:g} times their initial norm, or no "
                   f"layer changed by {FROZEN_CHANGE:g}). When the targets are not met, the first finding in that "
                   f"order sets the next action.</p>")

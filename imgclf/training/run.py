@@ -68,6 +68,7 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
     val_data = make_dataset(val_manifest, image_size, channels, batch_size, False, seed)
     weights = class_weights(train_manifest.labels, len(class_names), train_config["class_weights"])
     settings = {"model": model_config, "train": train_config, "seed": seed, "batch_size": batch_size,
+                "precision": precision,
                 "image_size": image_size, "channels": channels, "classes": class_names,
                 "pretrained": model_config["weights"] != "none" and model_config["architecture"] != "small_cnn",
                 "train_manifest": train_manifest.table["sha256"].tolist(),

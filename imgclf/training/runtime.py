@@ -26,6 +26,7 @@ def configure(seed: int, threads: int = 1) -> dict[str, object]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["PYTHONHASHSEED"] = str(seed)
     import keras
+    import numpy as np
     import tensorflow as tf
 
     try:
@@ -42,8 +43,14 @@ def configure(seed: int, threads: int = 1) -> dict[str, object]:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass
+    import platform
+
+    from imgclf.report.environment import cpu_model
+
     return {"seed": seed, "intra_op_threads": threads, "inter_op_threads": 1,
             "op_determinism": True, "tensorflow": tf.__version__, "keras": keras.__version__,
+            # Where the job ran: on a cluster, not the machine that made the report.
+            "host": platform.node(), "cpu": cpu_model(), "numpy": np.__version__,
             "gpus": [gpu.name for gpu in gpus],
             # What SLURM (or the user) gave this job; TensorFlow sees only these devices.
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
