@@ -102,6 +102,8 @@ class SlurmCluster:
             "OverTimeLimit=0",
             "InactiveLimit=0",
             "SlurmdTimeout=60",
+            # The node may declare more CPUs than the machine has (tests overlap waiting jobs).
+            "SlurmdParameters=config_overrides",
             f"NodeName=localhost CPUs={self.cpus} RealMemory={memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN",
             "PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
             ""]))
