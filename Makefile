@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run test lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
+.PHONY: run monitor test lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml
 ## The pipeline on its config (config/config.yaml: the embedded digits by default).
 run: venv
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+## Drift report of new images against the deployed model: make monitor BATCH=folder-or-manifest [NAME=name].
+monitor: venv
+	@test -n "$(BATCH)" || { echo "usage: make monitor BATCH=path/to/new/images [NAME=name] (a folder: flat, or one sub-folder per class; or a CSV manifest)"; exit 2; }
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) monitor --config 'monitor={"batches": {"$(or $(NAME),$(basename $(notdir $(abspath $(BATCH)))))": {"path": "$(BATCH)"}}}'
 
 ## Every test, the workflow tests included.
 test: venv
@@ -60,7 +65,7 @@ restamp: venv
 	$(BIN)/snakemake --touch --cores 1
 
 ## Every benchmark (figures printed, and written to benchmarks/results/).
-benchmark: benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc
+benchmark: benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift
 
 ## Validation throughput on the default data and ../shared/data/ham10000.
 benchmark-validation: venv
@@ -99,3 +104,7 @@ lock:
 
 clean:
 	rm -rf results logs .snakemake benchmarks/results
+
+## Drift calibration: false-positive rate on unshifted batches, detection rate per shift and intensity.
+benchmark-drift: venv
+	$(BIN)/python benchmarks/drift_benchmarks.py

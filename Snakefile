@@ -55,6 +55,8 @@ include: "rules/final.smk"
 include: "rules/evaluate.smk"
 include: "rules/audit.smk"
 include: "rules/report.smk"
+include: "rules/deploy.smk"
+include: "rules/monitor.smk"
 include: "rules/stages.smk"
 
 

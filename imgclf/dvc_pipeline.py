@@ -79,13 +79,18 @@ STAGES: tuple[Stage, ...] = (
           description="the sealed test evaluation, the targets and the deployed model"),
     Stage("audit", ("audit_models",), ("audit", "data.group_columns", "split.group_column", "evaluation.confidence"),
           description="the bias audit of the final models' test predictions"),
-    Stage("report", ("carbon_report", "report_galleries", "report", "reproducibility_record"),
-          ("seed", "carbon", "report"), whole_config=True,
-          description="the carbon and water report, the HTML report and the reproducibility record"),
+    Stage("export", ("export_model",), ("seed", "export"),
+          description="the deployed model as TFLite files, each measured against the Keras model"),
+    Stage("monitor", ("monitor_reference", "monitor_batch"), ("seed", "monitor", "validation"),
+          description="the drift report of every monitored batch against the deployed model's reference"),
+    Stage("report", ("carbon_report", "model_card", "report_galleries", "report", "reproducibility_record"),
+          ("seed", "carbon", "export", "report"), whole_config=True,
+          description="the carbon and water report, the model card, the HTML report and the reproducibility "
+                      "record"),
 )
 
 #: Rules that are targets, not work.
-TARGET_RULES = ("all",)
+TARGET_RULES = ("all", "monitor")
 
 HEADER = """\
 # Generated from the Snakemake workflow and config/config.yaml by

@@ -188,14 +188,17 @@ def list_image_folder(root: Path, known_files: tuple[Path, ...] = ()) -> SourceL
     return SourceListing(root, entries, rejected, findings)
 
 
-def list_manifest(manifest: Path, root: Path, path_column: str, label_column: str) -> SourceListing:
+def list_manifest(manifest: Path, root: Path, path_column: str, label_column: str | None,
+                  key: str = "data.manifest") -> SourceListing:
     """List the images of a CSV manifest.
 
     Args:
         manifest: CSV with one row per image.
         root: Folder the manifest's paths are relative to.
         path_column: Column holding the image paths.
-        label_column: Column holding the labels.
+        label_column: Column holding the labels; None for unlabelled images (a monitored batch),
+            whose label is left empty.
+        key: The config key naming the manifest, for messages.
 
     Returns:
         The listing; extra manifest columns are kept.
@@ -204,17 +207,21 @@ def list_manifest(manifest: Path, root: Path, path_column: str, label_column: st
         ImgclfError: If the manifest cannot be read, lacks a column, has an
             empty label or lists a path twice.
     """
-    table = _read_csv(manifest, "data.manifest")
-    for column, key in ((path_column, "data.path_column"), (label_column, "data.label_column")):
-        if column not in table.columns:
+    table = _read_csv(manifest, key)
+    prefix = key.rsplit(".", 1)[0]
+    for column, column_key in ((path_column, f"{prefix}.path_column"), (label_column, f"{prefix}.label_column")):
+        if column is not None and column not in table.columns:
             raise ImgclfError(
                 f"{manifest}: no column {column!r} (columns: {', '.join(table.columns)})",
-                f"name the right column with {key} in the config")
+                f"name the right column with {column_key} in the config")
     if table.empty:
         raise ImgclfError(f"{manifest} lists no image (it has a header and no rows)",
                           "add one row per image")
-    table = table.rename(columns={path_column: "path", label_column: "label"})
-    for column, what in (("path", "path"), ("label", "label")):
+    if label_column is None:
+        table = table.drop(columns=["label"], errors="ignore").assign(label=pd.NA)
+    table = table.rename(columns={path_column: "path", label_column or "label": "label"})
+    for column in ["path", "label"] if label_column is not None else ["path"]:
+        what = column
         table[column] = table[column].str.strip()
         empty = table[column].isna() | (table[column] == "")
         if empty.any():
@@ -255,10 +262,25 @@ def list_manifest(manifest: Path, root: Path, path_column: str, label_column: st
     return SourceListing(root, table.loc[keep].reset_index(drop=True), rejected, [])
 
 
+def _separator(path: Path) -> str:
+    """The separator of a CSV's header among , ; tab and | (a comma when it has one column).
+
+    Not csv.Sniffer: on a one-column file it takes a letter of the header for the separator.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            header = handle.readline()
+    except OSError:
+        return ","
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
 def _read_csv(path: Path, key: str) -> pd.DataFrame:
     """Read a user's CSV as text; the separator (, ; tab |) is detected."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=None,
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=_separator(path),
                            engine="python", encoding="utf-8-sig")
     except FileNotFoundError:
         raise ImgclfError(f"{path} does not exist", f"check {key} in the config") from None

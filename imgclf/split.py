@@ -9,10 +9,17 @@ target the most: a test set, then K validation folds over the rest (or one
 validation set when K is 1). The algorithm is ours, not a library's, so the
 manifests survive library upgrades; they are written once and every later
 stage reads them.
+
+Retraining on appended data keeps the test set sealed (``split.sealed_test``):
+the test set is then the images of an earlier test manifest, found by their
+SHA-256, and only the other units are dealt, to the folds. Images that share a
+unit with a sealed test image without being one of them are left out of every
+set: in training they would leak the test set (docs/retraining.md).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +28,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from imgclf.errors import SplitError
+from imgclf.errors import ConfigError, SplitError
 from imgclf.phash import near_duplicate_pairs
 
 MANIFEST_COLUMNS = ["path", "sha256", "label", "group"]
@@ -37,13 +44,16 @@ class SplitOptions:
     val_fraction: float = 0.2
     group_column: str | None = None
     near_duplicate_max_distance: int = 2
+    #: The sealed test manifest's path (``split.sealed_test``), for messages and the summary.
+    sealed_test: str | None = None
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "SplitOptions":
         s = config["split"]
         return cls(seed=config["seed"], test_fraction=s["test_fraction"], n_folds=s["n_folds"],
                    val_fraction=s["val_fraction"], group_column=s["group_column"],
-                   near_duplicate_max_distance=config["validation"]["near_duplicate_max_distance"])
+                   near_duplicate_max_distance=config["validation"]["near_duplicate_max_distance"],
+                   sealed_test=s.get("sealed_test"))
 
 
 @dataclass
@@ -141,19 +151,105 @@ def _unit_names(index: pd.DataFrame, units: np.ndarray, group_column: str | None
     return source.to_numpy()[first]
 
 
-def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
+def _keep_sealed_counts(index: pd.DataFrame, sealed: pd.DataFrame, is_test: np.ndarray) -> None:
+    """Test each sealed image as many times as the sealed manifest lists it (in place).
+
+    A byte copy of a sealed image added with a batch has its sha256: it would enter the
+    test set twice. The copy whose path matches the sealed path (or ends with it: the data
+    root may have moved) stays, then the first in path order; the others join the images
+    left out (they share the sealed image's split unit).
+    """
+    wanted = sealed["sha256"].value_counts()
+    found = index.loc[is_test].groupby("sha256").size()
+    for sha in found.index[found.to_numpy() > wanted.reindex(found.index).to_numpy()]:
+        rows = index.loc[is_test & (index["sha256"] == sha).to_numpy(), "path"]
+        sealed_paths = set(sealed.loc[sealed["sha256"] == sha, "path"]) if "path" in sealed.columns else set()
+        matches = {i: any(p == s or p.endswith("/" + s) for s in sealed_paths) for i, p in rows.items()}
+        order = sorted(rows.index, key=lambda i: (not matches[i], rows[i]))
+        is_test[order[int(wanted[sha]):]] = False
+
+
+def _sealed_bins(index: pd.DataFrame, units: np.ndarray, labels: np.ndarray, class_names: list[str],
+                 options: SplitOptions, sealed_test: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Bins with a sealed test set: 0 the sealed images, -1 the images left out, 1.. the folds.
+
+    Returns:
+        The bin of each image, and the paths left out (sorted).
+    """
+    name = options.sealed_test or "the sealed test manifest"
+    what = (f"split.sealed_test ({name}) must list the images that stay the test set, "
+            "with their sha256 and label (a copy of an earlier run's test manifest)")
+    absent_columns = [c for c in ("sha256", "label") if c not in sealed_test.columns]
+    if absent_columns:
+        raise SplitError(f"{name} has no column(s) {', '.join(map(repr, absent_columns))} "
+                         f"(columns: {', '.join(map(str, sealed_test.columns))})", what)
+    if sealed_test.empty:
+        raise SplitError(f"{name} lists no image", what)
+    sealed = sealed_test.astype({"sha256": str, "label": str})
+    conflicting = sealed.groupby("sha256")["label"].nunique()
+    if (conflicting > 1).any():
+        raise SplitError(f"{name} gives {int((conflicting > 1).sum())} image(s) two labels, "
+                         f"e.g. sha256 {conflicting[conflicting > 1].index[0]}", what)
+    sealed_label = sealed.drop_duplicates("sha256").set_index("sha256")["label"]
+    missing = sorted(set(sealed_label.index) - set(index["sha256"]))
+    if missing:
+        examples = sealed.loc[sealed["sha256"].isin(missing[:3])]
+        shown = ", ".join(f"{r.get('path', '?')} ({r['sha256'][:12]}…)" for _, r in examples.iterrows())
+        raise SplitError(
+            f"{len(missing)} of the {len(sealed_label)} sealed test image(s) of {name} are not in the "
+            f"data (matched by sha256), e.g. {shown}",
+            "the sealed test set must stay whole: restore these images (or their source) in the data, "
+            "check that validation did not drop them (results/data/validation.md); or, if a new test "
+            "set is wanted, set split.sealed_test: null and evaluation.unseal_reason")
+    is_test = index["sha256"].isin(sealed_label.index).to_numpy().copy()
+    expected = index["sha256"].map(sealed_label)
+    _keep_sealed_counts(index, sealed, is_test)
+    wrong = is_test & (expected.to_numpy() != index["label"].to_numpy())
+    if wrong.any():
+        first = np.flatnonzero(wrong)[0]
+        raise SplitError(
+            f"{int(wrong.sum())} sealed test image(s) now have another label than in {name}, e.g. "
+            f"{index['path'][first]}: {expected[first]!r} in the sealed manifest, "
+            f"{index['label'][first]!r} in the data",
+            "a relabelled test set is a new test set: fix the labels of the data, or set "
+            "split.sealed_test: null and evaluation.unseal_reason to draw a new one")
+    new_classes = sorted(set(class_names) - set(sealed_label))
+    if new_classes:
+        raise SplitError(
+            f"class(es) {', '.join(map(repr, new_classes))} have no image in the sealed test set {name}: "
+            "a new class needs a new test set (the sealed one cannot measure it)",
+            "set split.sealed_test: null to draw a new test set, and evaluation.unseal_reason to a "
+            "sentence saying why (the old test results no longer compare)")
+    test_units = np.unique(units[is_test])
+    dropped = np.isin(units, test_units) & ~is_test
+    rest = ~is_test & ~dropped
+    bins = np.where(is_test, 0, -1)
+    if rest.any():
+        if options.n_folds == 1:
+            fractions = [options.val_fraction, 1 - options.val_fraction]
+        else:
+            fractions = [1 / options.n_folds] * options.n_folds
+        _, compact = np.unique(units[rest], return_inverse=True)
+        bins[rest] = assign_units(labels[rest], compact, fractions, options.seed) + 1
+    return bins, sorted(index.loc[dropped, "path"])
+
+
+def make_split(index: pd.DataFrame, options: SplitOptions, sealed_test: pd.DataFrame | None = None) -> Split:
     """Split the index into a test set and K train/validation folds.
 
     Args:
         index: The validated index (``index.csv``).
         options: Seed, fractions, folds and group column.
+        sealed_test: An earlier test manifest (``split.sealed_test``) whose images,
+            matched by sha256, are the test set; None draws the test set.
 
     Returns:
         The manifests (rows sorted by path) and a summary.
 
     Raises:
         SplitError: If the group column is missing or empty, a class cannot
-            reach the test set, or the leak check fails.
+            reach the test set, the leak check fails, or (with a sealed test
+            set) a sealed image is missing or relabelled, or a class is new.
     """
     index = index.sort_values("path", kind="stable").reset_index(drop=True)
     if options.group_column:
@@ -172,12 +268,16 @@ def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
     units = split_units(index, options, near)
     class_names = sorted(index["label"].unique())
     labels = index["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy()
-    rest = 1.0 - options.test_fraction
-    if options.n_folds == 1:
-        fractions = [options.test_fraction, rest * options.val_fraction, rest * (1 - options.val_fraction)]
+    dropped: list[str] = []
+    if sealed_test is not None:
+        bins, dropped = _sealed_bins(index, units, labels, class_names, options, sealed_test)
     else:
-        fractions = [options.test_fraction] + [rest / options.n_folds] * options.n_folds
-    bins = assign_units(labels, units, fractions, options.seed)
+        rest = 1.0 - options.test_fraction
+        if options.n_folds == 1:
+            fractions = [options.test_fraction, rest * options.val_fraction, rest * (1 - options.val_fraction)]
+        else:
+            fractions = [options.test_fraction] + [rest / options.n_folds] * options.n_folds
+        bins = assign_units(labels, units, fractions, options.seed)
 
     manifest = index[["path", "sha256", "label"]].copy()
     manifest["group"] = _unit_names(index, units, options.group_column)
@@ -188,7 +288,8 @@ def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
                       manifest[bins == 1].reset_index(drop=True)))
     else:
         for k in range(options.n_folds):
-            folds.append((manifest[(bins != 0) & (bins != k + 1)].reset_index(drop=True),
+            # bins > 0: the test set (0) and the images left out (-1, sealed test only) never train.
+            folds.append((manifest[(bins > 0) & (bins != k + 1)].reset_index(drop=True),
                           manifest[bins == k + 1].reset_index(drop=True)))
 
     n_units = int(units.max()) + 1 if len(units) else 0
@@ -200,7 +301,7 @@ def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
            f"every class needs at least {options.n_folds + 2 if options.n_folds > 1 else 3} units "
            "(test, validation, training)")
     missing_in_test = sorted(set(class_names) - set(test["label"]))
-    if missing_in_test:
+    if missing_in_test and sealed_test is None:
         raise SplitError(
             f"class(es) {', '.join(map(repr, missing_in_test))} have no image in the test set "
             f"(split.test_fraction = {options.test_fraction}); {why}; units per class: "
@@ -222,11 +323,17 @@ def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
             f"split.n_folds = {options.n_folds} leaves {len(empty)} fold(s) (e.g. fold {empty[0]}) with an "
             f"empty training or validation set; {why}", fix)
     achieved = len(test) / len(index)
-    if abs(achieved - options.test_fraction) > 0.1:
+    if dropped:
+        warnings.append(
+            f"{len(dropped)} image(s) share a group, a copy or a near-duplicate with a sealed test image "
+            f"without being one of them: left out of every fold (in training they would leak the test set), "
+            f"e.g. {', '.join(dropped[:3])}")
+    # A sealed test set is what it is: split.test_fraction does not apply (the summary gives the share).
+    if sealed_test is None and abs(achieved - options.test_fraction) > 0.1:
         raise SplitError(
             f"split.test_fraction = {options.test_fraction} but the test set holds {achieved:.0%} of the "
             f"images; {why}", "choose a fraction the data can reach, or split into smaller groups")
-    if abs(achieved - options.test_fraction) > 0.03:
+    if sealed_test is None and abs(achieved - options.test_fraction) > 0.03:
         warnings.append(f"the test set holds {achieved:.1%} of the images, not "
                         f"{options.test_fraction:.0%}: the split units are coarse")
     leaks = find_leaks(test, folds, index, options.group_column, near)
@@ -249,6 +356,10 @@ def make_split(index: pd.DataFrame, options: SplitOptions) -> Split:
         "leak_check": "passed",
         "warnings": warnings,
     }
+    if sealed_test is not None:
+        # Only with a sealed test set: a drawn split's summary stays as it was, byte for byte.
+        summary["sealed_test"] = {"manifest": options.sealed_test, "n": int(len(test)),
+                                  "n_dropped": len(dropped), "dropped": dropped}
     return Split(test, folds, summary, warnings)
 
 
@@ -309,3 +420,35 @@ def index_near_pairs(index: pd.DataFrame, options: SplitOptions) -> np.ndarray:
     """The near-duplicate pairs the leak check uses, for re-checking saved manifests."""
     return _near_pairs(index.sort_values("path", kind="stable").reset_index(drop=True),
                        options.near_duplicate_max_distance)
+
+
+def check_sealed_test(config: dict[str, Any], written: str) -> None:
+    """Load-time check of ``split.sealed_test``: an existing file, not the manifest the split writes.
+
+    Expands ``~`` in the path (in the config).
+
+    Args:
+        config: The validated config.
+        written: The test manifest the split rule writes.
+
+    Raises:
+        ConfigError: Naming the key and the path.
+    """
+    sealed = config["split"].get("sealed_test")
+    if not sealed:
+        return
+    sealed = config["split"]["sealed_test"] = os.path.expanduser(sealed)
+    if os.path.normpath(os.path.abspath(sealed)) == os.path.normpath(os.path.abspath(written)):
+        raise ConfigError("split.sealed_test names the test manifest the split writes itself",
+                          "seal a copy kept outside results/ (python -m imgclf.retrain writes one)")
+    if not os.path.isfile(sealed):
+        raise ConfigError(
+            f"split.sealed_test is {sealed!r}, which is not an existing file (relative paths are taken "
+            f"from the working directory {os.getcwd()})",
+            "point it at the copy of the earlier run's test manifest (docs/retraining.md), or set it to null")
+
+
+def sealed_test_input(config: dict[str, Any]) -> dict[str, str]:
+    """The split rule's ``sealed_test`` input when ``split.sealed_test`` is set, else nothing."""
+    sealed = config["split"].get("sealed_test")
+    return {"sealed_test": sealed} if sealed else {}

@@ -33,6 +33,24 @@ import pandas as pd
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.search_space import apply_values, check_search_space, subsample, values_key
 from imgclf.training.runtime import memory_mb
+from keras_tuner.src import utils as _kt_utils
+
+
+def _save_json_atomically(path: str, obj: Any) -> str:
+    """Keras Tuner's ``save_json``, written to a temporary file then renamed: a job killed while
+    the tuner saves its state (oracle.json, trial.json) leaves the previous file, not an empty
+    one that the resumed search cannot read."""
+    text = json.dumps(obj)
+    temporary = f"{path}.partial"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return text
+
+
+_kt_utils.save_json = _save_json_atomically
 
 def define(hp: kt.HyperParameters, space: list[dict[str, Any]]) -> dict[str, Any]:
     """Declare the space on ``hp`` and return the active values."""

@@ -228,7 +228,20 @@ def get_evaluation_output():
         "results/carbon/carbon.md",
         "results/report/report.html",
         "results/reproducibility.json",
+        *get_export_output(),
     ]
+
+
+def get_export_output():
+    """The TFLite files and their measurements (when export.enabled), and the model card."""
+    outputs = ["results/model/model_card.json", "results/model/model_card.md"]
+    if config["export"]["enabled"]:
+        outputs += [
+            *expand("results/export/model_{format}.tflite", format=config["export"]["formats"]),
+            "results/export/export.json",
+            "results/export/export.md",
+        ]
+    return outputs
 
 
 def get_tracked_job_outputs():
@@ -304,6 +317,12 @@ def get_report_input(wildcards):
         "carbon": "results/carbon/carbon.json",
         "carbon_plot": "results/carbon/energy_per_stage.png",
     }
+    inputs["deployment_card"] = "results/model/model_card.json"
+    if config["export"]["enabled"]:
+        inputs["export"] = "results/export/export.json"
+    if config["monitor"]["batches"]:
+        inputs["drift_reports"] = get_monitor_output()
+        inputs["drift_plots"] = [path.replace(".json", ".png") for path in get_monitor_output()]
     if config["tune"]["enabled"]:
         inputs.update(
             tune_best="results/tune/best_hyperparameters.json",
@@ -313,3 +332,36 @@ def get_report_input(wildcards):
             tune_top_curves="results/tune/top_trials_curves.png",
         )
     return inputs
+
+
+def get_monitor_batch(name):
+    """The settings of one monitored batch (monitor.batches)."""
+    batches = config["monitor"]["batches"]
+    if name not in batches:
+        raise ValueError(
+            f"no batch {name!r} in monitor.batches (configured: {', '.join(batches) or 'none'})"
+        )
+    return batches[name]
+
+
+def get_monitor_batch_input(wildcards):
+    """The batch's folder or manifest (its time ignored: the fingerprint param sees new files).
+    A missing one is left to the job, whose error names the config key to fix."""
+    path = get_monitor_batch(wildcards.batch)["path"]
+    return {"batch": ancient(path)} if Path(path).exists() else {}
+
+
+def get_monitor_batch_fingerprint(wildcards):
+    """Paths and sizes of a batch's files, so that a changed batch is monitored again."""
+    from imgclf.sources import listing_fingerprint, manifest_fingerprint
+
+    batch = get_monitor_batch(wildcards.batch)
+    path = Path(batch["path"])
+    if path.is_file():
+        return manifest_fingerprint(path, path.parent, batch.get("path_column", "path"))
+    return listing_fingerprint(path)
+
+
+def get_monitor_output():
+    """The drift report of every configured batch."""
+    return [f"results/monitor/{name}/drift.json" for name in config["monitor"]["batches"]]

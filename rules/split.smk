@@ -2,9 +2,20 @@
 # reads them, never the image folder.
 
 
+from imgclf.errors import ConfigError
+from imgclf.split import check_sealed_test, sealed_test_input
+
+try:
+    check_sealed_test(config, written="results/splits/test.csv")
+except ConfigError as error:
+    sys.exit(f"imgclf: {error}")
+
+
 rule split_data:
     input:
         index="results/data/index.csv",
+        # split.sealed_test, when set: a change of the sealed manifest reruns the split.
+        **sealed_test_input(config),
     output:
         test="results/splits/test.csv",
         train=get_fold_manifests("train"),

@@ -54,9 +54,22 @@ rule stage_audit:
     localrule: True
 
 
+rule stage_export:
+    input:
+        [path for path in get_export_output() if path.startswith("results/export/")],
+    localrule: True
+
+
+rule stage_monitor:
+    input:
+        get_monitor_output(),
+    localrule: True
+
+
 rule stage_report:
     input:
         "results/carbon/carbon.json",
+        "results/model/model_card.json",
         "results/report/report.html",
         "results/reproducibility.json",
     localrule: True

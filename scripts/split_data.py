@@ -6,6 +6,7 @@ import sys
 # imgclf lives beside scripts/: importable from a venv, a conda env or a cluster node.
 sys.path.insert(0, os.path.dirname(snakemake.scriptdir))  # noqa: F821
 
+import pandas as pd
 
 from imgclf.io import read_index, sha256_file, write_csv, write_json
 from imgclf.scripting import step
@@ -14,10 +15,18 @@ from imgclf.split import SplitOptions, make_split
 sm = snakemake  # noqa: F821
 with step("split_data", sm.log[0]) as log:
     options = SplitOptions.from_config(sm.config)
-    split = make_split(read_index(sm.input.index), options)
+    # split.sealed_test: an earlier test manifest whose images stay the test set (retraining).
+    sealed_path = sm.input.get("sealed_test")
+    sealed = (pd.read_csv(sealed_path, dtype=str, keep_default_na=False, na_values=[""])
+              if sealed_path else None)
+    split = make_split(read_index(sm.input.index), options, sealed)
     for warning in split.warnings:
         log.warning("%s", warning)
     summary = dict(split.summary, index_sha256=sha256_file(sm.input.index))
+    if sealed_path:
+        summary["sealed_test"] = dict(summary["sealed_test"], manifest_sha256=sha256_file(sealed_path))
+        log.info("sealed test set: %d image(s) from %s; %d image(s) left out of the folds",
+                 len(split.test), sealed_path, summary["sealed_test"]["n_dropped"])
     # Manifests first, the summary last: its presence marks a complete split.
     write_csv(sm.output.test, split.test)
     for k, (train, val) in enumerate(split.folds):

@@ -59,11 +59,22 @@ def test_label_shift_in_the_predicted_classes_and_confidences():
 
 
 def test_performance_against_the_test_baseline():
-    good = performance_drift(np.array([1] * 95 + [0] * 5), baseline_low=0.9)
-    assert not good["drift"] and good["low"] < 0.95 < good["high"]
-    bad = performance_drift(np.array([1] * 70 + [0] * 30), baseline_low=0.9)
-    assert bad["drift"] and bad["high"] < 0.9
-    assert performance_drift(np.array([]), 0.9)["drift"] is None
+    # Baseline: 190 of 200 test images right (0.95).
+    good = performance_drift(np.array([1] * 95 + [0] * 5), 190, 200, alpha=0.05)
+    assert not good["drift"] and good["low"] < 0.95 < good["high"] and good["p_value"] > 0.3
+    bad = performance_drift(np.array([1] * 70 + [0] * 30), 190, 200, alpha=0.05)
+    assert bad["drift"] and bad["p_value"] < 1e-4 and bad["high"] < bad["baseline"]["low"]
+    # Better than the baseline is not drift (one-sided).
+    assert not performance_drift(np.array([1] * 100), 150, 200, alpha=0.05)["drift"]
+    assert performance_drift(np.array([]), 190, 200, alpha=0.05)["drift"] is None
+
+
+def test_a_new_image_mode_is_an_image_drift():
+    reference = images(300, 0).assign(mode="L")
+    same = image_drift(reference, images(100, 1).assign(mode="L"), alpha=0.05)
+    assert same["tests"]["mode"]["p_value"] == 1.0 and not same["drift"]
+    colour = image_drift(reference, images(100, 1).assign(mode="RGB"), alpha=0.05)
+    assert colour["drift"] and colour["tests"]["mode"]["batch_share"] == {"L": 0.0, "RGB": 1.0}
 
 
 @pytest.mark.parametrize("signals, outliers, action", [
@@ -81,3 +92,15 @@ def test_mmd_is_seeded():
     rng = np.random.default_rng(2)
     x, y = rng.normal(0, 1, (80, 4)), rng.normal(0.3, 1, (60, 4))
     assert mmd_test(x, y, n_permutations=30, seed=3) == mmd_test(x, y, n_permutations=30, seed=3)
+
+
+def test_mmd_matches_the_textbook_unbiased_estimate():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(0, 1, (30, 3)), rng.normal(0.4, 1, (20, 3))
+    result = mmd_test(x, y, n_permutations=19)
+    pooled = np.vstack([x, y])
+    kernel = np.exp(-((pooled[:, None] - pooled[None]) ** 2).sum(-1) / result["bandwidth"])
+    kxx, kyy, kxy = kernel[:30, :30], kernel[30:, 30:], kernel[:30, 30:]
+    expected = ((kxx.sum() - 30) / (30 * 29) + (kyy.sum() - 20) / (20 * 19) - 2 * kxy.mean())
+    assert result["mmd2"] == pytest.approx(expected, rel=1e-9)
+    assert 1 / 20 <= result["p_value"] <= 1

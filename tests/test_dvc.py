@@ -40,6 +40,7 @@ TINY = {
     "audit": {"min_group_size": 5},
     "carbon": {"country_iso_code": "FRA"},
     "report": {},
+    "export": {"latency_runs": 10},
 }
 
 
@@ -99,7 +100,8 @@ def test_dvc_yaml_in_the_repository_is_generated_from_the_workflow():
                             capture_output=True, text=True, env=environment())
     assert result.returncode == 0, result.stderr + "\n(regenerate it: python -m imgclf.dvc_pipeline)"
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert list(stages) == ["data", "split", "data_audit", "explore", "tune", "final", "evaluate", "audit", "report"]
+    assert list(stages) == ["data", "split", "data_audit", "explore", "tune", "final", "evaluate", "audit", "export",
+                            "report"]
     for name, stage in stages.items():
         assert stage["cmd"] == f"python -m imgclf.dvc_pipeline --run-stage {name}"
         assert all(next(iter(out.values()))["persist"] for out in stage["outs"])
@@ -119,7 +121,7 @@ def test_rules_without_a_stage_and_params_missing_from_the_config_are_errors():
 
 def test_dvc_repro_runs_the_whole_pipeline_and_a_second_does_nothing(project):
     repo, first = project
-    assert stages_run(first) == ["data", "split", "data_audit", "explore", "tune", "final", "evaluate", "audit",
+    assert stages_run(first) == ["data", "split", "data_audit", "explore", "tune", "final", "evaluate", "audit", "export",
                                  "report"]
     for name in ("results/report/report.html", "results/evaluate/test_metrics.json", "results/model/model.keras",
                  "results/reproducibility.json", "dvc.lock"):

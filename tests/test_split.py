@@ -163,3 +163,118 @@ def test_atomic_writes_leave_shareable_files_and_no_temporary(tmp_path):
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]
+
+
+# --- A sealed test set (split.sealed_test): retraining on appended data -------------------------
+
+
+def sealed_split(seed=0, **options):
+    """An index split once, its test manifest, and the index with a new batch appended."""
+    old = make_index({"a": 40, "b": 40}, seed=seed)
+    first = make_split(old, SplitOptions(seed=seed, n_folds=3, **options))
+    batch = make_index({"a": 10, "b": 10}, seed=seed + 100)
+    batch["path"] = "new/" + batch["path"]
+    batch["sha256"] = "new" + batch["sha256"]
+    return old, first, batch
+
+
+def test_sealed_test_keeps_the_test_images_and_deals_only_new_units_to_the_folds():
+    old, first, batch = sealed_split()
+    # New data root: the old images have moved (other paths), the sha256 are the same.
+    moved = old.assign(path="old/" + old["path"])
+    index = pd.concat([moved, batch], ignore_index=True)
+    split = make_split(index, SplitOptions(seed=0, n_folds=3, sealed_test="sealed.csv"), first.test)
+    assert sorted(split.test["sha256"]) == sorted(first.test["sha256"])
+    assert split.test["path"].str.startswith("old/").all()
+    vals = pd.concat([val for _, val in split.folds])
+    assert sorted(vals["path"]) == sorted(set(index["path"]) - set(split.test["path"]))
+    assert set(batch["path"]) <= set(vals["path"])
+    for train, val in split.folds:
+        assert set(batch["path"]) <= set(train["path"]) | set(val["path"])
+    summary = split.summary
+    assert summary["sealed_test"] == {"manifest": "sealed.csv", "n": len(first.test), "n_dropped": 0, "dropped": []}
+    assert summary["test_fraction_achieved"] == round(len(first.test) / len(index), 4)
+    assert summary["leak_check"] == "passed"
+    # Seeded: the same inputs give the same bytes.
+    again = make_split(index.sample(frac=1, random_state=1), SplitOptions(seed=0, n_folds=3), first.test)
+    assert [csv_text(v) for _, v in again.folds] == [csv_text(v) for _, v in split.folds]
+
+
+def test_a_new_image_joined_to_a_sealed_test_image_is_left_out_of_every_fold():
+    old = make_index({"a": 40, "b": 40}, groups_per_class=2)
+    first = make_split(old, SplitOptions(seed=0, n_folds=2, group_column="patient"))
+    test_row = first.test.iloc[0]
+    patient = old.set_index("path").loc[test_row["path"], "patient"]
+    label = test_row["label"]
+    extra = pd.DataFrame([
+        # Same patient as a sealed test image.
+        {"path": "new/same_patient.png", "sha256": "x1", "label": label, "phash": "0" * 16, "patient": patient},
+        # A near-duplicate of a sealed test image (1 bit away), another patient.
+        {"path": "new/near.png", "sha256": "x2", "label": label, "patient": "Z-new",
+         "phash": f"{int(old.set_index('path').loc[first.test['path'].iloc[-1], 'phash'], 16) ^ 1:016x}"},
+        # A byte copy of a sealed test image under another name.
+        {"path": "new/copy.png", "sha256": test_row["sha256"], "label": label, "phash": "f" * 16,
+         "patient": "Z-copy"},
+        # Unrelated.
+        {"path": "new/fresh.png", "sha256": "x4", "label": label, "phash": "0123456789abcdef",
+         "patient": "Z-fresh"},
+    ])
+    index = pd.concat([old, extra], ignore_index=True)
+    split = make_split(index, SplitOptions(seed=0, n_folds=2, group_column="patient"), first.test)
+    # The test set is the sealed one, image for image: the byte copy is not tested twice.
+    assert sorted(split.test["path"]) == sorted(first.test["path"])
+    assert sorted(split.test["sha256"]) == sorted(first.test["sha256"])
+    dropped = split.summary["sealed_test"]["dropped"]
+    assert {"new/same_patient.png", "new/near.png", "new/copy.png"} <= set(dropped)
+    assert "new/fresh.png" not in dropped
+    everywhere = set(split.test["path"]).union(*(set(t["path"]) | set(v["path"]) for t, v in split.folds))
+    assert not set(dropped) & everywhere
+    assert any("left out of every fold" in w for w in split.warnings)
+
+
+def test_missing_or_relabelled_sealed_images_and_new_classes_are_errors():
+    old, first, _ = sealed_split()
+    options = SplitOptions(seed=0, n_folds=3, sealed_test="data/retrain/b1/sealed_test.csv")
+    gone = old[old["path"] != first.test["path"].iloc[0]]
+    with pytest.raises(SplitError, match=r"1 of the \d+ sealed test image\(s\) of data/retrain/b1/sealed_test.csv "
+                                         r"are not in the data") as error:
+        make_split(gone, options, first.test)
+    assert first.test["path"].iloc[0] in str(error.value) and "What to do" in str(error.value)
+    relabelled = old.copy()
+    relabelled.loc[relabelled["path"] == first.test["path"].iloc[0], "label"] = "b" if first.test["label"].iloc[0] == "a" else "a"
+    with pytest.raises(SplitError, match="another label than in"):
+        make_split(relabelled, options, first.test)
+    new_class = pd.concat([old, make_index({"c": 12}, seed=7)], ignore_index=True)
+    with pytest.raises(SplitError, match="class\\(es\\) 'c' have no image in the sealed test set") as error:
+        make_split(new_class, options, first.test)
+    assert "split.sealed_test: null" in str(error.value) and "unseal_reason" in str(error.value)
+    with pytest.raises(SplitError, match="no column\\(s\\) 'sha256'"):
+        make_split(old, options, first.test.drop(columns="sha256"))
+
+
+def test_without_a_sealed_test_the_split_is_byte_identical_to_before():
+    index = make_index({"a": 60, "b": 45, "c": 30}, groups_per_class=3)
+    for options in (SplitOptions(seed=5, n_folds=4, group_column="patient"), SplitOptions(seed=1, n_folds=1)):
+        plain = make_split(index, options)
+        explicit = make_split(index, options, None)
+        assert csv_text(plain.test) == csv_text(explicit.test)
+        assert [csv_text(t) + csv_text(v) for t, v in plain.folds] == [csv_text(t) + csv_text(v)
+                                                                      for t, v in explicit.folds]
+        assert "sealed_test" not in plain.summary
+    # The manifests of a known case, pinned from the code before split.sealed_test existed:
+    # a change of the dealing algorithm shows here.
+    import hashlib
+    split = make_split(make_index({"a": 10, "b": 10}), SplitOptions(seed=3, n_folds=2))
+    text = csv_text(split.test) + "".join(csv_text(t) + csv_text(v) for t, v in split.folds)
+    assert hashlib.sha256(text.encode()).hexdigest() == (
+        "82ca4514a6f499238328cdd7e97f0267e62890c4e543137edd877b5024d3a176")
+
+
+def test_sealed_test_with_a_single_fold_uses_val_fraction():
+    old, first, batch = sealed_split()
+    index = pd.concat([old, batch], ignore_index=True)
+    split = make_split(index, SplitOptions(seed=0, n_folds=1, val_fraction=0.25), first.test)
+    (train, val), = split.folds
+    rest = len(index) - len(split.test)
+    assert abs(len(val) - rest * 0.25) <= 2 and len(train) + len(val) == rest
+    assert set(batch["path"]) <= set(train["path"]) | set(val["path"])

@@ -152,3 +152,21 @@ def test_settings_trials_do_not_read_keep_the_search():
     narrower = tuning_config(2)
     narrower["tune"]["epochs"] = 3
     assert search_settings(narrower, data, "path,sha256\n", __file__) != base
+
+
+def test_the_tuner_state_is_saved_atomically(tmp_path, monkeypatch):
+    """A job killed while Keras Tuner saves oracle.json used to leave it empty, and the retried
+    job could not reload the search (seen in the SLURM kill test)."""
+    from keras_tuner.src import utils as kt_utils
+
+    state = tmp_path / "oracle.json"
+    kt_utils.save_json(str(state), {"trials": 1})
+    assert json.loads(state.read_text()) == {"trials": 1}
+
+    def killed(_):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        kt_utils.save_json(str(state), {"trials": 2})
+    assert json.loads(state.read_text()) == {"trials": 1}  # the previous state, whole

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
-from conftest import REPO, make_folder, run_snakemake, write_bad_file
+from conftest import REPO, make_folder, run_snakemake, save, write_bad_file
 
 pytestmark = pytest.mark.workflow
 
@@ -226,6 +227,7 @@ PIPELINE_CONFIG = {
              "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]},
     "final": {"n_seeds": 2, "folds": "rotate"},
     "targets": [{"metric": "accuracy", "min": 0.2}, {"metric": "ece", "max": 0.0}],
+    "export": {"latency_runs": 10, "representative_images": 50},
 }
 
 
@@ -312,16 +314,18 @@ def test_only_the_evaluation_rule_reads_the_test_manifest(pipeline_run):
     _, _, log = pipeline_run
     jobs = job_inputs(log)
     readers = {rule for rule, inputs in jobs if "results/splits/test.csv" in inputs}
-    assert readers == {"evaluate_model"}
+    # export_model measures the deployed, already sealed model's TFLite copies: it chooses nothing.
+    assert readers == {"evaluate_model", "export_model"}
     assert {rule for rule, _ in jobs} >= {"split_data", "explore_point", "tune", "final_train", "deploy_model"}
     # And no script or library module opens it by another route.
     # verify.py is the reviewers' check: it re-evaluates pulled models and records nothing.
     for path in [*(REPO / "scripts").glob("*.py"), *(REPO / "imgclf").rglob("*.py")]:
         text = path.read_text()
-        if path.name not in ("evaluate_model.py", "verify.py"):
+        if path.name not in ("evaluate_model.py", "verify.py", "export_model.py"):
             assert "input.test" not in text and "test.csv" not in text, path
     rules = {p.name: p.read_text() for p in (REPO / "rules").glob("*.smk")}
-    assert {name for name, text in rules.items() if "splits/test.csv" in text} == {"split.smk", "evaluate.smk"}
+    assert {name for name, text in rules.items() if "splits/test.csv" in text} == {"split.smk", "evaluate.smk",
+                                                                                    "deploy.smk"}
 
 
 def test_the_bias_audit_runs_before_training_and_after_the_evaluation(pipeline_run):
@@ -391,12 +395,31 @@ def test_the_reproducibility_record_names_everything_a_rerun_needs(pipeline_run)
 
 
 REPORT_SECTIONS = ("summary", "config", "data", "split", "exploration", "tuning", "training", "test", "audit",
-                   "carbon", "environment")
+                   "carbon", "deployment", "drift", "environment")
 
 
 def report_sections(page: str) -> dict[str, str]:
     parts = page.split('<section id="')[1:]
     return {part.split('"', 1)[0]: part.split("</section>", 1)[0] for part in parts}
+
+
+def test_the_deployed_model_is_exported_to_tflite_and_described_by_a_model_card(pipeline_run):
+    workdir, _, log = pipeline_run
+    export = json.loads((workdir / "results/export/export.json").read_text())
+    assert set(export["formats"]) == {"float32", "float16", "int8"}
+    sizes = {name: (workdir / f"results/export/model_{name}.tflite").stat().st_size for name in export["formats"]}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    for name, entry in export["formats"].items():
+        assert entry["bytes"] == sizes[name] and entry["n"] == export["n_test"]
+        assert entry["accuracy"] == pytest.approx(entry["keras_accuracy"] + entry["delta"])
+        assert entry["latency_ms"]["median"] > 0 and entry["per_group"]
+    assert export["formats"]["float32"]["agreement_with_keras"] == 1.0
+    assert export["keras"]["agreement_with_evaluation"] == 1.0  # the same predictions as the sealed evaluation
+    card = json.loads((workdir / "results/model/model_card.json").read_text())
+    assert set(card) >= {"model_details", "intended_use", "data", "metrics", "per_group", "carbon", "export",
+                         "limitations"}
+    markdown = (workdir / "results/model/model_card.md").read_text()
+    assert "Intended use" in markdown and "Limitations" in markdown and "target not met: ece" in markdown
 
 
 def test_the_html_report_holds_every_section_of_the_run(pipeline_run):
@@ -416,6 +439,8 @@ def test_the_html_report_holds_every_section_of_the_run(pipeline_run):
     assert "ece &lt;= 0.0" in sections["test"] and "Misclassified" in sections["test"]
     assert "image:brightness" in sections["audit"] and "Cramér" in sections["audit"]
     assert "world average" in sections["carbon"] and "tensorflow-cpu" in sections["environment"]
+    assert "TFLite int8" in sections["deployment"] and "Limitations" in sections["deployment"]
+    assert "make monitor BATCH=" in sections["drift"]  # no batch monitored yet: how to
     assert page.count('<img src="data:image/png;base64,') >= 14  # figures embedded: one self-contained file
     assert "http://" not in page and "https://" not in page
 
@@ -488,7 +513,7 @@ def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, 
     assert result.returncode == 0, result.stderr[-4000:]
     # The summary and what reads it; no training, no evaluation, no audit of the predictions.
     assert jobs_run(result.stderr) == {"evaluation_summary", "deploy_model", "carbon_report", "report_galleries",
-                                       "report", "reproducibility_record", "all"}
+                                       "report", "reproducibility_record", "export_model", "model_card", "all"}
     markdown = (workdir / "results/evaluate/summary.md").read_text()
     assert "Warning: the sealed test set was evaluated again" in markdown
     assert 'reason given: "a reviewer asked for two epochs"; changed: config.train.epochs' in markdown
@@ -515,3 +540,95 @@ def test_bad_targets_and_final_settings_stop_before_any_job(tmp_path):
         assert result.returncode != 0, overrides
         assert message in result.stderr, (message, result.stderr[-2000:])
         assert not (tmp_path / "results").exists()
+
+
+def digit_batch(workdir: Path, folder: Path, paths: list[str], labels: list[str] | None, brighten: int = 0) -> Path:
+    """Copies of digits images, flat (unlabelled) or in class folders, optionally brightened."""
+    import numpy as np
+
+    for i, path in enumerate(paths):
+        image = Image.open(workdir / "results/default_data/digits" / path)
+        if brighten:
+            image = Image.fromarray(np.clip(np.asarray(image).astype(int) + brighten, 0, 255).astype("uint8"))
+        target = folder / (labels[i] if labels else "") / f"{i:03d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.save(target)
+    return folder
+
+
+def test_monitoring_new_batches_reports_drift_and_recommends(pipeline_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(pipeline_run[0], workdir, symlinks=True)
+    # New images like the training data, that no model saw: held-out test images, every third
+    # (the manifest is sorted by class).
+    rows = [line.split(",") for line in (workdir / "results/splits/test.csv").read_text().splitlines()[1:]]
+    same = digit_batch(workdir, tmp_path / "same", [r[0] for r in rows[::3][:120]], None)
+    bright = digit_batch(workdir, tmp_path / "bright", [r[0] for r in rows[1::3][:100]],
+                         [r[2] for r in rows[1::3][:100]], brighten=70)
+    # Images of another size and mode are read like any image, and reported.
+    colour = tmp_path / "colour"
+    for i, row in enumerate(rows[2::9][:40]):
+        image = Image.open(workdir / "results/default_data/digits" / row[0]).convert("RGB").resize((24, 24))
+        save(image, colour / f"{i:02d}.png")
+    monitor = workdir / "monitor.yaml"
+    monitor.write_text(yaml.safe_dump({"monitor": {"alpha": 0.01, "permutations": 200, "batches": {
+        "same": {"path": str(same)}, "bright": {"path": str(bright)}, "colour": {"path": str(colour)}}}}))
+    result = run_snakemake(workdir, "monitor", "--configfile", str(pipeline_run[1]), str(monitor))
+    assert result.returncode == 0, result.stderr[-4000:]
+    steady = json.loads((workdir / "results/monitor/same/drift.json").read_text())
+    assert steady["n_images"] == 120 and steady["n_labelled"] == 0
+    assert steady["recommendation"]["action"] == "no action", steady["drifting"]
+    shifted = json.loads((workdir / "results/monitor/bright/drift.json").read_text())
+    assert "images" in shifted["drifting"] and shifted["recommendation"]["action"] != "no action"
+    assert shifted["signals"]["images"]["tests"]["brightness"]["batch_median"] > \
+        shifted["signals"]["images"]["tests"]["brightness"]["reference_median"]
+    assert shifted["signals"]["performance"]["n"] == 100 and shifted["outliers"]["share"] > 0.5
+    for name in ("drift.md", "drift.png", "images.csv"):
+        assert (workdir / "results/monitor/bright" / name).stat().st_size > 0
+    other = json.loads((workdir / "results/monitor/colour/drift.json").read_text())
+    assert {f["code"] for f in other["findings"]} == {"new_image_mode", "new_image_size"}
+    assert other["signals"]["images"]["tests"]["mode"]["batch_share"] == {"L": 0.0, "RGB": 1.0}
+    assert "images" in other["drifting"] and other["n_images"] == 40
+    assert "batch bright (100 images): drift in" in result.stderr
+    html = (workdir / "results/report/report.html").read_text()
+    assert "Batch same: 120 images" in html and "Batch bright: 100 images (100 labelled)" in html
+    # A batch that changed is monitored again; the others are not.
+    (same / "000.png").unlink()
+    result = run_snakemake(workdir, *(f"results/monitor/{name}/drift.json" for name in ("same", "bright", "colour")),
+                           "--configfile", str(pipeline_run[1]), str(monitor))
+    assert result.returncode == 0 and jobs_run(result.stderr) == {"monitor_batch"}
+    assert json.loads((workdir / "results/monitor/same/drift.json").read_text())["n_images"] == 119
+
+
+def test_bad_batches_are_refused_as_in_data_validation(pipeline_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(pipeline_run[0], workdir, symlinks=True)
+    rows = [line.split(",") for line in (workdir / "results/splits/fold_1/val.csv").read_text().splitlines()[1:]]
+    broken = digit_batch(workdir, tmp_path / "broken", [r[0] for r in rows[:5]], None)
+    write_bad_file(broken / "scan.jpg", "truncated.jpg")
+    (tmp_path / "empty").mkdir()
+    names = ("broken", "empty", "missing")
+    monitor = workdir / "monitor.yaml"
+    monitor.write_text(yaml.safe_dump({"monitor": {"batches": {name: {"path": str(tmp_path / name)}
+                                                               for name in names}}}))
+    result = run_snakemake(workdir, "--keep-going", *(f"results/monitor/{name}/drift.json" for name in names),
+                           "--configfile", str(pipeline_run[1]), str(monitor))
+    assert result.returncode != 0
+    for message in ("batch 'broken'", "scan.jpg", "truncated", "monitor.on_bad_file: drop",
+                    "batch 'empty'", "holds no image", "batch 'missing'", "does not exist",
+                    "monitor.batches.missing.path"):
+        assert message in result.stderr, (message, result.stderr[-3000:])
+    for name in names:
+        assert not (workdir / f"results/monitor/{name}/drift.json").exists()
+    # Dropping bad files monitors the rest, and says what was left out.
+    monitor.write_text(yaml.safe_dump({"monitor": {"on_bad_file": "drop",
+                                                   "batches": {"broken": {"path": str(broken)}}}}))
+    result = run_snakemake(workdir, "results/monitor/broken/drift.json", "--configfile", str(pipeline_run[1]),
+                           str(monitor))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert jobs_run(result.stderr) == {"monitor_batch"}  # monitoring settings never touch the trained models
+    report = json.loads((workdir / "results/monitor/broken/drift.json").read_text())
+    assert report["n_images"] == 5 and report["dropped"][0]["path"] == "scan.jpg"
+    # No batch configured: the monitor target says how to name one.
+    result = run_snakemake(workdir, "monitor", "--configfile", str(pipeline_run[1]))
+    assert result.returncode != 0 and "make monitor BATCH=" in result.stderr

@@ -7,8 +7,6 @@ resource, so the file can be mailed, archived or opened offline.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +16,8 @@ import pandas as pd
 import yaml
 
 from imgclf.config import config_sha256 as config_hash
+from imgclf.report.deployment import drift_section, export_section
+from imgclf.report.html_parts import as_list, esc, figure, fmt, read_json, table, verdict
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, OVERFIT_EPOCHS, OVERFIT_GAP, OVERFIT_RISE,
                                      changes_from_weight_samples, data_findings, diagnose_run)
 
@@ -32,6 +32,8 @@ SECTIONS = (
     ("test", "Test evaluation"),
     ("audit", "Bias audit"),
     ("carbon", "Carbon and water"),
+    ("deployment", "Deployment: TFLite export and model card"),
+    ("drift", "Drift monitoring"),
     ("environment", "Environment"),
 )
 
@@ -56,62 +58,7 @@ details{margin:6px 0}summary{cursor:pointer;color:#1f3b57}
 """
 
 
-# -- small HTML helpers --------------------------------------------------------
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table: floats to ``digits`` significant places, None as a dash."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def table(rows: list[dict[str, Any]], columns: list[str] | None = None, digits: int = 4) -> str:
-    """An HTML table of dict rows (numbers right-aligned)."""
-    if not rows:
-        return '<p class="note">(none)</p>'
-    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for column in columns:
-            value = row.get(column)
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            cells.append(f'<td class="num">{esc(fmt(value, digits))}</td>' if numeric
-                         else f"<td>{esc(fmt(value, digits))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def figure(path: str | Path | None, alt: str) -> str:
-    """A PNG embedded as a data URI (the report stays one file)."""
-    if not path or not Path(path).is_file():
-        return f'<p class="note">({esc(alt)}: not produced)</p>'
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}" title="{esc(alt)}">'
-
-
-def verdict(flag: bool | None, yes: str = "met", no: str = "NOT met") -> str:
-    if flag is None:
-        return '<span class="note">n/a</span>'
-    return f'<span class="ok">{esc(yes)}</span>' if flag else f'<span class="bad">{esc(no)}</span>'
-
-
-def _json(path: str | Path | None) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8")) if path and Path(path).is_file() else None
-
-
-def _list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+_json, _list = read_json, as_list
 
 
 # -- sections ------------------------------------------------------------------
@@ -378,6 +325,9 @@ def _environment(ctx: dict[str, Any]) -> str:
 
 RENDERERS = {"summary": _summary, "config": _config, "data": _data, "split": _split, "exploration": _exploration,
              "tuning": _tuning, "training": _training, "test": _test, "audit": _audit, "carbon": _carbon,
+             "deployment": lambda ctx: export_section(ctx["export"], ctx["deployment_card"]),
+             "drift": lambda ctx: drift_section(ctx["drifts"], as_list(ctx["inputs"].get("drift_plots")),
+                                                ctx["config"]["monitor"]["alpha"]),
              "environment": _environment}
 
 
@@ -424,7 +374,9 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
             "tune": _json(inputs.get("tune_best")), "finals": finals, "per_seed_test": per_seed_test,
             "evaluation": evaluation, "model": model, "audit_data": audit_data,
             "audit_groups": _json(inputs.get("audit_groups")), "carbon": _json(inputs.get("carbon")),
-            "seeds": [f["seed"] for f in finals], "overall_diagnosis": overall}
+            "seeds": [f["seed"] for f in finals], "overall_diagnosis": overall,
+            "drifts": [read_json(p) for p in as_list(inputs.get("drift_reports"))],
+            "export": read_json(inputs.get("export")), "deployment_card": read_json(inputs.get("deployment_card"))}
 
 
 def render_report(ctx: dict[str, Any]) -> str:

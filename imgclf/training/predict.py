@@ -38,3 +38,24 @@ def predict_proba(model: keras.Model, manifest: Manifest, image_size: tuple[int,
         raise ImgclfError(f"the model returned {proba.shape[0]} predictions for {len(manifest.paths)} images")
     # Softmax output in float32: renormalise so that the rows sum to 1 in float64.
     return proba / proba.sum(axis=1, keepdims=True)
+
+
+def predict_with_embeddings(model: keras.Model, manifest: Manifest, image_size: tuple[int, int], channels: int,
+                            batch_size: int, layer: str = "dense") -> tuple[np.ndarray, np.ndarray]:
+    """The features of ``layer`` (the head's last hidden layer) and the class probabilities of every
+    image of the manifest, in its order, from one pass.
+
+    Raises:
+        ImgclfError: The model has no such layer.
+    """
+    try:
+        features = model.get_layer(layer).output
+    except ValueError:
+        raise ImgclfError(f"the model has no layer {layer!r} to take embeddings from",
+                          "monitor a model built by imgclf (its head ends with Dense layers named dense "
+                          "and classifier)") from None
+    both = keras.Model(model.inputs, [features, model.outputs[0]])
+    data = make_dataset(manifest, image_size, channels, batch_size, training=False, seed=0, cache=False)
+    embeddings, proba = both.predict(data, verbose=0)
+    proba = proba.astype(np.float64)
+    return embeddings.astype(np.float32), proba / proba.sum(axis=1, keepdims=True)
