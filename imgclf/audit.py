@@ -335,6 +335,23 @@ def log_findings(findings: list[dict[str, str]], log: Any, what: str, hint: str)
         raise ImgclfError(f"{what} failed: {errors[0]['message']}", hint)
 
 
+def audit_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What the audit's rules read of the config (their ``params``): the ``audit`` and ``data``
+    sections and the split's group column (which :func:`audit_columns` leaves out). A change
+    elsewhere (a target, an unseal reason) reruns no audit."""
+    return {"audit": config["audit"], "data": config["data"],
+            "split": {"group_column": config["split"]["group_column"]}}
+
+
+def audit_group_table(index: pd.DataFrame, reference_paths: pd.Series, config: dict[str, Any]) -> pd.DataFrame:
+    """Each image's group in every audited column, indexed by path: metadata columns binned,
+    image slices cut at the tertiles of the reference images (a training manifest's)."""
+    audit = config["audit"]
+    reference = index[index["path"].isin(reference_paths)]
+    return group_table(index, audit_columns(config, index), audit["numeric_bins"], audit["default_bins"],
+                       audit["image_slices"], reference).set_index("path")
+
+
 def audit_data(index: pd.DataFrame, sets: dict[str, pd.DataFrame], config: dict[str, Any]) -> dict[str, Any]:
     """The audit before training: association with the label and representation per set.
 
@@ -349,9 +366,7 @@ def audit_data(index: pd.DataFrame, sets: dict[str, pd.DataFrame], config: dict[
     """
     audit = config["audit"]
     labelled = pd.concat([sets[name] for name in sets if name != "test"])
-    reference = index[index["path"].isin(sets["train"]["path"])]
-    groups = group_table(index, audit_columns(config, index), audit["numeric_bins"], audit["default_bins"],
-                         audit["image_slices"], reference).set_index("path")
+    groups = audit_group_table(index, sets["train"]["path"], config)
     labels = index.set_index("path")["label"]
     result: dict[str, Any] = {"columns": {}, "findings": [], "n_labelled": int(len(labelled))}
     for column in groups.columns:
@@ -398,9 +413,7 @@ def audit_models(predictions: dict[int, pd.DataFrame], index: pd.DataFrame, trai
         raise ImgclfError("the bias audit has no predictions to audit", "run the test evaluation first")
     audit = config["audit"]
     confidence = config["evaluation"]["confidence"]
-    reference = index[index["path"].isin(train["path"])]
-    table = group_table(index, audit_columns(config, index), audit["numeric_bins"], audit["default_bins"],
-                        audit["image_slices"], reference).set_index("path")
+    table = audit_group_table(index, train["path"], config)
     metric = audit["gap_metric"]
     per_seed: dict[str, Any] = {}
     summary: dict[str, Any] = {}

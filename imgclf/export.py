@@ -250,12 +250,9 @@ def audit_groups(index: pd.DataFrame, paths: pd.Series, reference_paths: pd.Seri
         settings: ``audit`` (group_columns, numeric_bins, default_bins, image_slices),
             ``data`` (group_columns) and ``split`` (group_column).
     """
-    from imgclf.audit import audit_columns, group_table
+    from imgclf.audit import audit_group_table
 
-    audit = settings["audit"]
-    reference = index[index["path"].isin(reference_paths)]
-    table = group_table(index, audit_columns(settings, index), audit["numeric_bins"], audit["default_bins"],
-                        audit["image_slices"], reference).set_index("path")
+    table = audit_group_table(index, reference_paths, settings)
     missing = sorted(set(paths) - set(table.index))
     if missing:
         raise ImgclfError(f"{len(missing)} test images are not in the index (first: {missing[0]})",
@@ -438,15 +435,17 @@ def export_settings(config: dict[str, Any]) -> dict[str, Any]:
         ``groups``: the bias audit's group settings (so that the per-group deltas line up with
         its groups) in the shape :func:`imgclf.audit.audit_columns` reads.
     """
-    export, audit = config["export"], config["audit"]
+    from imgclf.audit import audit_settings
+
+    export = config["export"]
+    groups = audit_settings(config)
+    audit = groups["audit"]
     return {
         "seed": config["seed"],
         "formats": list(export["formats"]),
         **{key: export[key] for key in ("representative_images", "latency_runs", "threads")},
-        "groups": {
-            "audit": {key: audit[key] for key in ("group_columns", "numeric_bins", "default_bins", "image_slices",
-                                                  "min_group_size")},
-            "data": {"group_columns": config["data"]["group_columns"]},
-            "split": {"group_column": config["split"]["group_column"]},
-        },
+        "groups": {**groups,
+                   "audit": {key: audit[key] for key in ("group_columns", "numeric_bins", "default_bins",
+                                                         "image_slices", "min_group_size")},
+                   "data": {"group_columns": config["data"]["group_columns"]}},
     }

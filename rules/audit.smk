@@ -1,5 +1,6 @@
 # Bias audit: the data before training (association with the label, representation
 # per set), and every final model's test predictions by group after the evaluation.
+from imgclf.audit import audit_settings
 
 
 rule audit_data:
@@ -15,7 +16,7 @@ rule audit_data:
         # changed finding (or threshold) that still passes reruns nothing.
         passed="results/audit/data_audit_passed.json",
     params:
-        settings=lambda wildcards: {k: config[k] for k in ("audit", "data")},
+        settings=lambda wildcards: audit_settings(config),
     log:
         "logs/audit/audit_data.log",
     localrule: True
@@ -41,8 +42,7 @@ rule audit_models:
     params:
         # Only what the audit reads: a new unseal reason or target must not rerun it.
         settings=lambda wildcards: {
-            "audit": config["audit"],
-            "data": config["data"],
+            **audit_settings(config),
             "evaluation": {"confidence": config["evaluation"]["confidence"]},
         },
     localrule: True

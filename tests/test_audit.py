@@ -239,3 +239,15 @@ def test_an_audit_without_predictions_is_a_clear_error():
 
     with pytest.raises(ImgclfError, match="no predictions to audit"):
         audit_models({}, synthetic_index(), synthetic_index(), ["ill", "well"], audit_config())
+
+
+def test_the_audit_rules_settings_carry_the_split_unit_so_it_stays_out():
+    """The rules pass audit_settings(config) as params; the script validates them (filling
+    defaults): without split.group_column there, the patient id was audited again."""
+    from imgclf.audit import audit_columns, audit_settings
+    from imgclf.config import validate_config
+
+    config = validate_config({"data": {"source": "digits", "group_columns": ["patient", "site"]},
+                              "split": {"group_column": "patient"}})
+    params = validate_config(audit_settings(config))
+    assert audit_columns(params) == ["site"]
