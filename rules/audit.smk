@@ -12,8 +12,8 @@ rule audit_data:
         audit="results/audit/data.json",
         representation="results/audit/representation.csv",
         # Constant content, present only when the audit passed: every training job takes it
-        # as an input, so audit.association_failure stops the run before any training, and a
-        # changed finding (or threshold) that still passes reruns nothing.
+        # as an input (get_data_audit_gate), so audit.association_failure stops the run before
+        # any training, and a changed finding (or threshold) that still passes reruns nothing.
         passed="results/audit/data_audit_passed.json",
     params:
         settings=lambda wildcards: audit_settings(config),

@@ -98,6 +98,13 @@ def get_point_config(wildcards):
     return {key: full[key] for key in ("seed", "data", "model", "train")}
 
 
+def get_data_audit_gate():
+    """The data audit's pass file, an input of every training job. Its content is constant and
+    it exists only when the audit passed; ancient, so that an audit rerun that still passes (a
+    changed threshold) reruns no training: only a failure, which removes it, stops them."""
+    return ancient("results/audit/data_audit_passed.json")
+
+
 def get_training_input(wildcards):
     """What a training job reads: index, fold manifests, images, and the probed batch size."""
     inputs = {
@@ -105,7 +112,7 @@ def get_training_input(wildcards):
         "train": get_exploration_manifest("train"),
         "val": get_exploration_manifest("val"),
         "data_root": get_data_root_input(),
-        "data_audit": "results/audit/data_audit_passed.json",
+        "data_audit": get_data_audit_gate(),
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
@@ -120,7 +127,7 @@ def get_tuning_input(wildcards):
         "train": f"results/splits/fold_{fold}/train.csv",
         "val": f"results/splits/fold_{fold}/val.csv",
         "data_root": get_data_root_input(),
-        "data_audit": "results/audit/data_audit_passed.json",
+        "data_audit": get_data_audit_gate(),
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"
@@ -183,7 +190,7 @@ def get_final_input(wildcards):
         "train": f"results/splits/fold_{fold}/train.csv",
         "val": f"results/splits/fold_{fold}/val.csv",
         "data_root": get_data_root_input(),
-        "data_audit": "results/audit/data_audit_passed.json",
+        "data_audit": get_data_audit_gate(),
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/train/batch_size.json"

@@ -11,7 +11,7 @@ rule probe_batch_size:
     input:
         index="results/data/index.csv",
         train=get_exploration_manifest("train"),
-        data_audit="results/audit/data_audit_passed.json",
+        data_audit=get_data_audit_gate(),
     output:
         batch_size="results/train/batch_size.json",
     params:

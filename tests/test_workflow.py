@@ -349,6 +349,15 @@ def test_the_bias_audit_runs_before_training_and_after_the_evaluation(pipeline_r
     assert gated and all("results/audit/data_audit_passed.json" in inputs for inputs in gated)
 
 
+def test_a_changed_audit_threshold_that_still_passes_reruns_no_training(pipeline_run, tmp_path):
+    workdir, _, _ = pipeline_run
+    config = write_config(tmp_path, {**PIPELINE_CONFIG, "audit": {"association_warning": 0.9}})
+    result = run_snakemake(workdir, "--configfile", str(config), "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ran = jobs_run(result.stdout + result.stderr)
+    assert "audit_data" in ran and not ran & {"probe_batch_size", "explore_point", "tune", "final_train"}, ran
+
+
 def test_a_failing_data_audit_stops_the_run_before_any_training(tmp_path):
     """On the digits, sharpness goes with the digit (Cramér's V 0.41): a failure threshold of 0.35 stops it."""
     config = write_config(tmp_path, {**PIPELINE_CONFIG, "audit": {"association_failure": 0.35}})
