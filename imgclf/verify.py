@@ -83,6 +83,7 @@ def compare_text(artifact: str, recorded_path: Path, derived_text: str, read: An
 def derive_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> tuple[pd.DataFrame, Any]:
     """The index and the split, re-derived from the data as the rules derive them."""
     from imgclf.data import validate_source
+    from imgclf.io import read_index
     from imgclf.split import SplitOptions, make_split
     from imgclf.validation import raise_on_errors
 
@@ -100,7 +101,10 @@ def derive_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> tu
     metadata = workdir / data["metadata"] if data["metadata"] else None
     result = validate_source(config, root, manifest, metadata, workers=2)
     raise_on_errors(result)
-    return result.index, make_split(result.index, SplitOptions.from_config(config))
+    sealed = config["split"]["sealed_test"]
+    # A retraining's split keeps an earlier test set (split.sealed_test): derive it the same way.
+    return result.index, make_split(result.index, SplitOptions.from_config(config),
+                                    read_index(workdir / sealed) if sealed else None)
 
 
 def check_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> list[Check]:

@@ -6,7 +6,6 @@ import sys
 # imgclf lives beside scripts/: importable from a venv, a conda env or a cluster node.
 sys.path.insert(0, os.path.dirname(snakemake.scriptdir))  # noqa: F821
 
-import pandas as pd
 
 from imgclf.io import read_index, sha256_file, write_csv, write_json
 from imgclf.scripting import step
@@ -17,8 +16,7 @@ with step("split_data", sm.log[0]) as log:
     options = SplitOptions.from_config(sm.config)
     # split.sealed_test: an earlier test manifest whose images stay the test set (retraining).
     sealed_path = sm.input.get("sealed_test")
-    sealed = (pd.read_csv(sealed_path, dtype=str, keep_default_na=False, na_values=[""])
-              if sealed_path else None)
+    sealed = read_index(sealed_path) if sealed_path else None
     split = make_split(read_index(sm.input.index), options, sealed)
     for warning in split.warnings:
         log.warning("%s", warning)

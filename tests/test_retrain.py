@@ -219,3 +219,21 @@ def test_rerun_keeps_the_sealed_test_set_and_trains_on_the_new_images(tmp_path, 
     # Nothing left to do: the sealed manifest is an input like the index.
     dry = run_snakemake(tmp_path, *until_split, "--configfile", str(config), "--dry-run")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_verify_derives_a_retraining_split_with_its_sealed_test_set(tmp_path):
+    """imgclf.verify re-derives the manifests as split_data does: with split.sealed_test."""
+    from imgclf.config import validate_config
+    from imgclf.data import validate_source
+    from imgclf.split import SplitOptions, make_split
+    from imgclf.verify import derive_manifests
+
+    root = make_folder(tmp_path / "images", {"a": 12, "b": 12})
+    settings = {"data": {"source": "folder", "root": str(root)}, "validation": {"min_images_per_class": 5},
+                "split": {"n_folds": 2}}
+    earlier = validate_config({**settings, "seed": 1})
+    index = validate_source(earlier, root).index
+    write_csv(tmp_path / "sealed.csv", make_split(index, SplitOptions.from_config(earlier)).test)
+    config = validate_config({**settings, "seed": 2, "split": {"n_folds": 2, "sealed_test": "sealed.csv"}})
+    _, split = derive_manifests(config, tmp_path, tmp_path / "scratch")
+    assert split.test["sha256"].tolist() == read_index(tmp_path / "sealed.csv")["sha256"].tolist()
