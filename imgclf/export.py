@@ -23,7 +23,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -358,23 +357,6 @@ def export_formats(model: Any, formats: list[str], representative: np.ndarray, i
                          entry["accuracy"], entry["keras_accuracy"], entry["delta"], entry["agreement_with_keras"],
                          entry["max_abs_probability_diff"], entry["latency_ms"]["median"], entry["latency_ms"]["p90"])
     return contents, {"keras": keras, "formats": results, "findings": export_findings(results)}
-
-
-def write_bytes(path: str | Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _kb(n: int) -> str:

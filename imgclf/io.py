@@ -12,26 +12,41 @@ from typing import Any
 import pandas as pd
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-mode creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def atomic_write_bytes(path: str | Path, content: bytes, fsync: bool = False) -> None:
+    """Write ``content`` to ``path`` through a temporary file and a rename; ``fsync`` flushes
+    it to disk before the rename (for state a killed job's retry must read back)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); results are shared files: the usual mode.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        os.chmod(tmp, 0o666 & ~umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str, fsync: bool = False) -> None:
+    """Write ``text`` (UTF-8, Unix line ends as given) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"), fsync)
+
+
+def read_json(path: str | Path | None) -> Any:
+    """A JSON file's content, or None when there is no such file."""
+    return json.loads(Path(path).read_text(encoding="utf-8")) if path and Path(path).is_file() else None
 
 
 def write_json(path: str | Path, data: Any) -> None:

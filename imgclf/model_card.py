@@ -14,13 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from imgclf.errors import ImgclfError
+from imgclf.export import FORMATS
 
 #: The card's sections, in order (JSON keys and Markdown headings).
 SECTIONS = ("model_details", "intended_use", "data", "metrics", "per_group", "carbon", "export", "limitations")
 #: Headline metrics reported with their interval over the final models.
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
-#: The export's formats in the order they are shown (JSON keys are sorted alphabetically).
-FORMAT_ORDER = {"float32": 0, "float16": 1, "int8": 2}
 REFERENCE = ("Mitchell, Wu, Zaldivar, Barnes, Vasserman, Hutchinson, Spitzer, Raji and Gebru, "
              "Model Cards for Model Reporting, FAT* 2019")
 
@@ -352,7 +351,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|",
                   f"| Keras | {e['keras']['bytes'] / 1024:.1f} | {_num(e['keras']['accuracy'])} | - | - | "
                   f"{e['keras']['latency_ms']['median']:.3f} |"]
-        for fmt, f in sorted(e["formats"].items(), key=lambda item: FORMAT_ORDER.get(item[0], len(FORMAT_ORDER))):
+        for fmt, f in sorted(e["formats"].items(), key=lambda item: FORMATS.index(item[0])):
             lines.append(f"| TFLite {fmt} | {f['bytes'] / 1024:.1f} | {_num(f['accuracy'])} | {f['delta']:+.4f} | "
                          f"{_num(f['agreement_with_keras'])} | {f['latency_ms']['median']:.3f} |")
     lines += ["", "## Limitations", ""] + [f"- {item['text']}" for item in card["limitations"]]

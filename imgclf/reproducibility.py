@@ -3,7 +3,6 @@ reviewer needs to rerun it and to explain a difference."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,3 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
         "hardware": hardware(),
         "git": git_state(workflow_dir),
     }
-
-
-def read_record(path: str | Path) -> dict[str, Any] | None:
-    """A saved record, or None."""
-    path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

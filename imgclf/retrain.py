@@ -42,7 +42,7 @@ import yaml
 from imgclf.config import load_schema, validate_config
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.imagefile import IMAGE_EXTENSIONS
-from imgclf.io import atomic_write_text, read_index, sha256_file
+from imgclf.io import atomic_write_text, read_index, sha256_file, umask
 from imgclf.sources import DIGITS_FOLDER, _read_csv, data_root, list_image_folder, list_manifest
 
 #: The file names of the split's test manifest and of its sealed copy are assembled
@@ -332,9 +332,7 @@ def write_atomically(target: Path, files: dict[str, str], force: bool) -> None:
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     old = None
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o777 & ~mask)  # mkdtemp's folder is private; results are shared
+        os.chmod(temporary, 0o777 & ~umask())  # mkdtemp's folder is private; results are shared
         for name, text in files.items():
             atomic_write_text(temporary / name, text)
         if target.exists():

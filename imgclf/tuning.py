@@ -31,22 +31,18 @@ import keras_tuner as kt
 import pandas as pd
 
 from imgclf.errors import ConfigError, ImgclfError
+from imgclf.io import atomic_write_text
 from imgclf.search_space import apply_values, check_search_space, subsample, values_key
 from imgclf.training.runtime import memory_mb
 from keras_tuner.src import utils as _kt_utils
 
 
 def _save_json_atomically(path: str, obj: Any) -> str:
-    """Keras Tuner's ``save_json``, written to a temporary file then renamed: a job killed while
+    """Keras Tuner's ``save_json``, written atomically and flushed to disk: a job killed while
     the tuner saves its state (oracle.json, trial.json) leaves the previous file, not an empty
     one that the resumed search cannot read."""
     text = json.dumps(obj)
-    temporary = f"{path}.partial"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    atomic_write_text(path, text, fsync=True)
     return text
 
 
@@ -239,7 +235,6 @@ def start_afresh_if_changed(directory: Path, settings: dict[str, Any], log: Any 
     """
     import shutil
 
-    from imgclf.io import atomic_write_text
 
     marker = directory / "search_settings.json"
     text = json.dumps(settings, sort_keys=True, indent=1, default=str)

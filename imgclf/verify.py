@@ -240,9 +240,9 @@ def check_retrain(workdir: Path, seed: int, scratch: Path) -> Check:
 def environment_notes(workdir: Path) -> list[Check]:
     """Differences between this machine and the one recorded in results/reproducibility.json."""
     from imgclf.report.environment import hardware, package_versions
-    from imgclf.reproducibility import read_record
+    from imgclf.io import read_json
 
-    record = read_record(workdir / "results/reproducibility.json")
+    record = read_json(workdir / "results/reproducibility.json")
     if record is None:
         return [Check(NOTE, "environment", "results/reproducibility.json is absent: nothing to compare")]
     now = package_versions()

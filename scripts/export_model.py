@@ -21,7 +21,7 @@ with step("export_model", sm.log[0]) as log:
 
     from imgclf import export
     from imgclf.errors import ImgclfError
-    from imgclf.io import atomic_write_text, read_index, sha256_file, write_json
+    from imgclf.io import atomic_write_bytes, atomic_write_text, read_index, sha256_file, write_json
     from imgclf.training.inputs import Manifest, read_manifest
     from imgclf.training.predict import load_model
 
@@ -76,7 +76,7 @@ with step("export_model", sm.log[0]) as log:
         log.warning("%s", finding["message"])
     # Everything converted and measured: only now is anything written.
     for fmt, content in contents.items():
-        export.write_bytes(paths[fmt], content)
+        atomic_write_bytes(paths[fmt], content)
     atomic_write_text(sm.output.markdown, export.export_markdown(result))
     write_json(sm.output.export, result)
     log.info("%d formats exported; Keras model: accuracy %.4f, latency median %.3f ms", len(contents),

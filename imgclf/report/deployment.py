@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imgclf.export import FORMATS
 from imgclf.report.html_parts import esc, figure, fmt, table
 
 
@@ -63,8 +64,7 @@ def export_section(export: dict[str, Any] | None, card: dict[str, Any] | None) -
         rows = [{"format": "Keras (model.keras)", "kB": keras["bytes"] / 1024, "test accuracy": keras["accuracy"],
                  "change": None, "same class as Keras": None,
                  "latency ms (median)": keras["latency_ms"]["median"], "p90": keras["latency_ms"]["p90"]}]
-        order = ("float32", "float16", "int8")
-        for name, entry in sorted(export["formats"].items(), key=lambda item: order.index(item[0])):
+        for name, entry in sorted(export["formats"].items(), key=lambda item: FORMATS.index(item[0])):
             worst = min((g["delta"] for g in entry["per_group"] if g.get("judged")), default=None)
             rows.append({"format": f"TFLite {name}", "kB": entry["bytes"] / 1024, "test accuracy": entry["accuracy"],
                          "change": entry["delta"], "same class as Keras": entry["agreement_with_keras"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +53,6 @@ def verdict(flag: bool | None, yes: str = "met", no: str = "NOT met") -> str:
     if flag is None:
         return '<span class="note">n/a</span>'
     return f'<span class="ok">{esc(yes)}</span>' if flag else f'<span class="bad">{esc(no)}</span>'
-
-
-def read_json(path: str | Path | None) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8")) if path and Path(path).is_file() else None
 
 
 def as_list(value: Any) -> list[str]:

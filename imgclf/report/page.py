@@ -17,7 +17,8 @@ import yaml
 
 from imgclf.config import config_sha256 as config_hash
 from imgclf.report.deployment import drift_section, export_section
-from imgclf.report.html_parts import as_list, esc, figure, fmt, read_json, table, verdict
+from imgclf.io import read_json
+from imgclf.report.html_parts import as_list, esc, figure, fmt, table, verdict
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, OVERFIT_EPOCHS, OVERFIT_GAP, OVERFIT_RISE,
                                      changes_from_weight_samples, data_findings, diagnose_run)
 
@@ -56,9 +57,6 @@ img{max-width:100%;height:auto;border:1px solid #e3e7ec;margin:6px 0}
 pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:.82em;max-height:420px}
 details{margin:6px 0}summary{cursor:pointer;color:#1f3b57}
 """
-
-
-_json, _list = read_json, as_list
 
 
 # -- sections ------------------------------------------------------------------
@@ -343,37 +341,37 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
         environment: Packages, hardware and git state (:mod:`imgclf.report.environment`).
         generated: When the report is made (ISO time).
     """
-    evaluation = _json(inputs.get("evaluation"))
-    audit_data = _json(inputs.get("audit_data"))
-    validation = _json(inputs.get("validation"))
-    studies = [{"summary": _json(s), "points": p, "objective": o, "best_curves": b}
-               for s, p, o, b in zip(_list(inputs.get("study_summaries")), _list(inputs.get("study_points")),
-                                     _list(inputs.get("study_objective_plots")),
-                                     _list(inputs.get("study_best_curves")))]
+    evaluation = read_json(inputs.get("evaluation"))
+    audit_data = read_json(inputs.get("audit_data"))
+    validation = read_json(inputs.get("validation"))
+    studies = [{"summary": read_json(s), "points": p, "objective": o, "best_curves": b}
+               for s, p, o, b in zip(as_list(inputs.get("study_summaries")), as_list(inputs.get("study_points")),
+                                     as_list(inputs.get("study_objective_plots")),
+                                     as_list(inputs.get("study_best_curves")))]
     per_seed_test = {}
-    for path in _list(inputs.get("test_metrics")):
-        record = _json(path)
+    for path in as_list(inputs.get("test_metrics")):
+        record = read_json(path)
         per_seed_test[int(record["seed"])] = record["metrics"]
     shared = data_findings((validation or {}).get("findings", []), (audit_data or {}).get("findings", []))
     targets_met = evaluation["all_targets_met"] if evaluation and evaluation["targets"] else None
     finals = []
     for metrics_path, history_path, curves, histograms, samples in zip(
-            _list(inputs.get("final_metrics")), _list(inputs.get("final_histories")), _list(inputs.get("final_curves")),
-            _list(inputs.get("final_weight_histograms")), _list(inputs.get("final_weight_samples"))):
-        metrics = _json(metrics_path)
+            as_list(inputs.get("final_metrics")), as_list(inputs.get("final_histories")), as_list(inputs.get("final_curves")),
+            as_list(inputs.get("final_weight_histograms")), as_list(inputs.get("final_weight_samples"))):
+        metrics = read_json(metrics_path)
         history = pd.read_csv(history_path)
         changes = changes_from_weight_samples(samples)
         finals.append({"seed": int(metrics["seed"]), "metrics": metrics, "curves": curves,
                        "weight_histograms": histograms,
                        "diagnosis": diagnose_run(history, changes, config["targets"], shared, targets_met)})
-    model = _json(inputs.get("model_card"))
+    model = read_json(inputs.get("model_card"))
     chosen = (model or {}).get("chosen", {}).get("seed")
     overall = next((f["diagnosis"] for f in finals if f["seed"] == chosen), finals[0]["diagnosis"] if finals else None)
     return {"inputs": dict(inputs), "config": config, "environment": environment, "generated": generated,
-            "validation": validation, "split": _json(inputs.get("split")), "studies": studies,
-            "tune": _json(inputs.get("tune_best")), "finals": finals, "per_seed_test": per_seed_test,
+            "validation": validation, "split": read_json(inputs.get("split")), "studies": studies,
+            "tune": read_json(inputs.get("tune_best")), "finals": finals, "per_seed_test": per_seed_test,
             "evaluation": evaluation, "model": model, "audit_data": audit_data,
-            "audit_groups": _json(inputs.get("audit_groups")), "carbon": _json(inputs.get("carbon")),
+            "audit_groups": read_json(inputs.get("audit_groups")), "carbon": read_json(inputs.get("carbon")),
             "seeds": [f["seed"] for f in finals], "overall_diagnosis": overall,
             "drifts": [read_json(p) for p in as_list(inputs.get("drift_reports"))],
             "export": read_json(inputs.get("export")), "deployment_card": read_json(inputs.get("deployment_card"))}
