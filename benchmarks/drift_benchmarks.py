@@ -131,7 +131,8 @@ def main() -> None:
     model = load_model("results/model/model.keras")
     reference_images = read_index("results/monitor/_reference/image_statistics.csv")
     reference_embeddings = np.load("results/monitor/_reference/embeddings.npz")["embeddings"]
-    reference_predictions = pd.read_csv("results/monitor/_reference/predictions.csv", dtype={"predicted": str})
+    reference_predictions = pd.read_csv("results/monitor/_reference/predictions.csv", dtype={"predicted": str},
+                                        keep_default_na=False, na_values=[""])
     baseline = {"correct": round(card["test"]["accuracy"] * card["test"]["n"]), "n": card["test"]["n"]}
     # The held-out pool: the test images (a benchmark, not a decision: nothing here is chosen on them).
     held_out = read_index(Path("results/splits") / ("test" + ".csv"))

@@ -106,11 +106,13 @@ def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def mmd_test(x: np.ndarray, y: np.ndarray, n_permutations: int = 200, seed: int = 0,
-             max_samples: int = 500) -> dict[str, Any]:
+             max_samples: int = 2000, alpha: float | None = None) -> dict[str, Any]:
     """Maximum mean discrepancy between two samples, with a permutation p-value.
 
     Gaussian kernel whose bandwidth is the median distance of the pooled sample; the
-    unbiased estimate of MMD squared. Each side is subsampled (seeded) to ``max_samples``.
+    unbiased estimate of MMD squared. A side larger than ``max_samples`` is subsampled
+    (seeded): the kernel matrix grows with the square of the pooled size. With ``alpha``,
+    the result carries its verdict (``drift``), as the other tests' do.
     """
     rng = np.random.default_rng(seed)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -119,7 +121,8 @@ def mmd_test(x: np.ndarray, y: np.ndarray, n_permutations: int = 200, seed: int 
     if len(y) > max_samples:
         y = y[rng.choice(len(y), max_samples, replace=False)]
     if len(x) < 2 or len(y) < 2:
-        return {"mmd2": None, "p_value": None, "note": "fewer than 2 samples on a side"}
+        return {"mmd2": None, "p_value": None, "note": "fewer than 2 samples on a side", "drift": None,
+                "alpha": alpha}
     pooled = np.vstack([x, y])
     distances = _squared_distances(pooled, pooled)
     off_diagonal = distances[np.triu_indices(len(pooled), 1)]
@@ -139,8 +142,12 @@ def mmd_test(x: np.ndarray, y: np.ndarray, n_permutations: int = 200, seed: int 
     values = (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2 * sxy / (n * m)
     observed = float(values[0])
     exceed = int(np.sum(values[1:] >= observed - 1e-12))
-    return {"mmd2": observed, "p_value": float((exceed + 1) / (n_permutations + 1)), "bandwidth": bandwidth,
-            "n_reference": n, "n_batch": m, "n_permutations": n_permutations}
+    p_value = float((exceed + 1) / (n_permutations + 1))
+    result = {"mmd2": observed, "p_value": p_value, "bandwidth": bandwidth,
+              "n_reference": n, "n_batch": m, "n_permutations": n_permutations}
+    if alpha is not None:
+        result.update(drift=bool(p_value < alpha), alpha=alpha)
+    return result
 
 
 def prediction_drift(reference_classes: pd.Series, batch_classes: pd.Series, reference_confidence: pd.Series,
@@ -193,7 +200,15 @@ def performance_drift(correct: np.ndarray, baseline_correct: int, baseline_n: in
             "confidence": confidence}
 
 
-def recommend(signals: dict[str, dict[str, Any]], outlier_share: float, evolution_share: float = 0.5) -> dict[str, str]:
+#: The three recommendations, and the retraining mode of ``python -m imgclf.retrain`` for each.
+NO_ACTION = "no action"
+RETRAIN_ADDING = "retrain adding the new images to the old ones"
+RETRAIN_FAVOURING = "retrain favouring the new images"
+RETRAIN_MODE = {RETRAIN_ADDING: "add", RETRAIN_FAVOURING: "favour"}
+
+
+def recommend(signals: dict[str, dict[str, Any]], outlier_share: float, evolution_share: float = 0.5,
+              unknown_labels: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
     """The action the verdicts call for, with its reason (PRACTICES.md section 9).
 
     Args:
@@ -201,23 +216,29 @@ def recommend(signals: dict[str, dict[str, Any]], outlier_share: float, evolutio
             each with ``drift`` (True, False or None when not measured).
         outlier_share: The share of batch images unlike the reference (outlier score >= 3.5).
         evolution_share: From this share on, the new images replace the old rather than add to them.
+        unknown_labels: Labels of the batch that are not classes of the model: the task itself
+            evolved, even when no signal drifts.
     """
     drifting = [name for name, signal in signals.items() if signal.get("drift")]
     if not drifting:
-        return {"action": "no action",
+        if unknown_labels:
+            return {"action": RETRAIN_FAVOURING,
+                    "reason": f"the batch holds class(es) the model does not know ({', '.join(unknown_labels)}): "
+                              "the task itself evolved"}
+        return {"action": NO_ACTION,
                 "reason": "no signal drifts at the configured level: the model sees data like its training data"}
     only_labels = set(drifting) <= {"predictions", "performance"} and not any(
         signals.get(k, {}).get("drift") for k in ("images", "embeddings"))
     if only_labels:
-        return {"action": "retrain favouring the new images",
+        return {"action": RETRAIN_FAVOURING,
                 "reason": "the images look like the training data but the predicted classes or the performance "
                           "moved: the class frequencies or definitions evolved; rebalance the training data "
                           "towards the new batch (and check the labels)"}
     if outlier_share >= evolution_share:
-        return {"action": "retrain favouring the new images",
+        return {"action": RETRAIN_FAVOURING,
                 "reason": f"{100 * outlier_share:.0f}% of the new images are unlike any training image "
                           f"({', '.join(drifting)} drift): an evolution (new device, protocol or site) that "
                           "replaces the old data"}
-    return {"action": "retrain adding the new images to the old ones",
+    return {"action": RETRAIN_ADDING,
             "reason": f"{', '.join(drifting)} drift while most new images stay within the training range "
                       f"({100 * outlier_share:.0f}% outliers): extra variability the model should learn too"}

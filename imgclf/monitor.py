@@ -233,7 +233,7 @@ def drift_report(
     scores = drift.outlier_scores(reference_images, batch_images)
     outlier = scores >= settings["outlier_score"]
     signals = {"images": images, "embeddings": embeddings, "predictions": predictions, "performance": performance}
-    recommendation = drift.recommend(signals, float(outlier.mean()), settings["evolution_share"])
+    recommendation = drift.recommend(signals, float(outlier.mean()), settings["evolution_share"], unknown_labels)
     findings = _format_findings(batch_images, reference_images)
     if unknown_labels:
         n_unknown = int((labels.notna() & ~known).sum())
@@ -241,10 +241,6 @@ def drift_report(
                          "message": f"{n_unknown} image(s) are labelled {', '.join(unknown_labels)}, not a class "
                                     "of the model: left out of the performance (a new class needs retraining "
                                     "with a new test set)"})
-        if recommendation["action"] == "no action":
-            recommendation = {"action": "retrain favouring the new images",
-                              "reason": f"the batch holds class(es) the model does not know "
-                                        f"({', '.join(unknown_labels)}): the task itself evolved"}
     return {
         "alpha": alpha,
         "n_images": int(len(batch_images)),
@@ -318,8 +314,8 @@ def drift_markdown(name: str, report: dict[str, Any]) -> str:
                   f"{base['n']} test images (Wilson {100 * perf['confidence']:.0f}% intervals)."]
     if report["findings"]:
         lines += ["", "## Findings", ""] + [f"- {f['severity']}: {f['message']}" for f in report["findings"]]
-    if rec["action"] != "no action":
+    if rec["action"] in drift.RETRAIN_MODE:
         lines += ["", "To retrain: label the batch, then `python -m imgclf.retrain --batch <labelled folder> "
-                      f"--name {name} --mode {'favour' if 'favouring' in rec['action'] else 'add'}` "
+                      f"--name {name} --mode {drift.RETRAIN_MODE[rec['action']]}` "
                       "(docs/retraining.md)."]
     return "\n".join(lines) + "\n"

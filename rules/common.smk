@@ -329,7 +329,7 @@ def get_report_input(wildcards):
         inputs["export"] = "results/export/export.json"
     if config["monitor"]["batches"]:
         inputs["drift_reports"] = get_monitor_output()
-        inputs["drift_plots"] = [path.replace(".json", ".png") for path in get_monitor_output()]
+        inputs["drift_plots"] = get_monitor_output("drift.png")
     if config["tune"]["enabled"]:
         inputs.update(
             tune_best="results/tune/best_hyperparameters.json",
@@ -369,6 +369,6 @@ def get_monitor_batch_fingerprint(wildcards):
     return listing_fingerprint(path)
 
 
-def get_monitor_output():
-    """The drift report of every configured batch."""
-    return [f"results/monitor/{name}/drift.json" for name in config["monitor"]["batches"]]
+def get_monitor_output(filename="drift.json"):
+    """One file (the drift report by default) of every configured batch."""
+    return [f"results/monitor/{name}/{filename}" for name in config["monitor"]["batches"]]

@@ -46,7 +46,8 @@ with step("export_model", sm.log[0]) as log:
     model = load_model(sm.input.model)
     reference = export.keras_proba(model, images)
     # The Keras model re-predicted here against the evaluation's own predictions of it.
-    evaluated = pd.read_csv(sm.input.predictions, dtype={"path": str, "predicted": str})
+    evaluated = pd.read_csv(sm.input.predictions, dtype={"path": str, "predicted": str}, keep_default_na=False,
+                            na_values=[""])
     here = pd.Series(np.asarray(classes)[reference.argmax(axis=1)], index=test.table["path"])
     agreement = float((evaluated.set_index("path")["predicted"].reindex(here.index) == here).mean())
     if agreement < 1:

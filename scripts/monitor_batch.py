@@ -43,7 +43,9 @@ with step(f"monitor_batch {name}", sm.log[0]) as log:
                                 "predicted": [classes[i] for i in proba.argmax(1)],
                                 "confidence": proba.max(1).round(6)})
     reference_images = read_index(sm.input.reference_statistics)
-    reference_predictions = pd.read_csv(sm.input.reference_predictions, dtype={"label": str, "predicted": str})
+    # keep_default_na off: a class named NA stays a class.
+    reference_predictions = pd.read_csv(sm.input.reference_predictions, dtype={"label": str, "predicted": str},
+                                        keep_default_na=False, na_values=[""])
     reference_embeddings = np.load(sm.input.reference_embeddings)["embeddings"]
     test = card["test"]
     report = drift_report(reference_images, images, reference_embeddings, embeddings, reference_predictions,

@@ -33,10 +33,15 @@ def predict_proba(model: keras.Model, manifest: Manifest, image_size: tuple[int,
                   batch_size: int) -> np.ndarray:
     """Class probabilities of every image of the manifest, in its order."""
     data = make_dataset(manifest, image_size, channels, batch_size, training=False, seed=0, cache=False)
-    proba = model.predict(data, verbose=0).astype(np.float64)
+    return _probabilities(model.predict(data, verbose=0), manifest)
+
+
+def _probabilities(output: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """The softmax output, one row per image of the manifest, renormalised in float64 (the
+    float32 rows do not sum exactly to 1)."""
+    proba = np.asarray(output, dtype=np.float64)
     if proba.shape[0] != len(manifest.paths):
         raise ImgclfError(f"the model returned {proba.shape[0]} predictions for {len(manifest.paths)} images")
-    # Softmax output in float32: renormalise so that the rows sum to 1 in float64.
     return proba / proba.sum(axis=1, keepdims=True)
 
 
@@ -56,6 +61,5 @@ def predict_with_embeddings(model: keras.Model, manifest: Manifest, image_size: 
                           "and classifier)") from None
     both = keras.Model(model.inputs, [features, model.outputs[0]])
     data = make_dataset(manifest, image_size, channels, batch_size, training=False, seed=0, cache=False)
-    embeddings, proba = both.predict(data, verbose=0)
-    proba = proba.astype(np.float64)
-    return embeddings.astype(np.float32), proba / proba.sum(axis=1, keepdims=True)
+    embeddings, output = both.predict(data, verbose=0)
+    return embeddings.astype(np.float32), _probabilities(output, manifest)
