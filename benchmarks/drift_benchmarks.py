@@ -135,7 +135,7 @@ def main() -> None:
                                         keep_default_na=False, na_values=[""])
     baseline = {"correct": round(card["test"]["accuracy"] * card["test"]["n"]), "n": card["test"]["n"]}
     # The held-out pool: the test images (a benchmark, not a decision: nothing here is chosen on them).
-    held_out = read_index(Path("results/splits") / ("test" + ".csv"))
+    held_out = read_index("results/splits/test.csv")
     originals = [Image.open(Path(DIGITS_FOLDER) / p).copy() for p in held_out["path"]]
     labels = held_out["label"].to_numpy()
     rng = np.random.default_rng(0)

@@ -45,13 +45,11 @@ from imgclf.imagefile import IMAGE_EXTENSIONS
 from imgclf.io import atomic_write_text, read_index, sha256_file, umask
 from imgclf.sources import DIGITS_FOLDER, _read_csv, data_root, list_image_folder, list_manifest
 
-#: The file names of the split's test manifest and of its sealed copy are assembled
-#: rather than written out: tests/test_workflow.py guards the test set by checking that
-#: no module but the evaluation's names that manifest. This one reads it only to copy it
-#: (the sealed set of the rerun) and to keep its images in the data, never to evaluate.
-CSV = ".csv"
-SPLIT_TEST_MANIFEST = "test" + CSV
-SEALED_MANIFEST = "sealed_test" + CSV
+#: The split's test manifest and its sealed copy. This module reads the test manifest only
+#: to copy it (the sealed set of the rerun) and to keep its images in the data, never to
+#: evaluate: tests/test_workflow.py lists it among the modules allowed to name it.
+SPLIT_TEST_MANIFEST = "test.csv"
+SEALED_MANIFEST = "sealed_test.csv"
 
 ORIGINAL = "original"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
