@@ -62,8 +62,9 @@ include: "rules/stages.smk"
 
 try:
     # After the includes: the classes are read from the data the helpers locate.
-    check_final(config, get_class_names())
-    check_audit(config, get_class_names())
+    class_names = get_class_names()  # a manifest is read once per load (every job loads this file)
+    check_final(config, class_names)
+    check_audit(config, class_names)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 warn_if_unsealed()

@@ -148,9 +148,8 @@ def main() -> None:
                                                          model, card)
     train = read_manifest(f"results/splits/fold_{card['fold']}/train.csv", DIGITS_FOLDER, card["classes"])
     pick = np.sort(rng.choice(len(train.paths), min(len(reference_embeddings), len(train.paths)), replace=False))
-    from imgclf.training.inputs import Manifest
     train_embeddings, _ = predict_with_embeddings(
-        model, Manifest([train.paths[i] for i in pick], train.labels[pick], train.table.iloc[pick]),
+        model, train.subset(pick),
         tuple(card["image_size"]), card["channels"], 64)
 
     def draw(pool_key: tuple[str, float], n_draws: int, weights: np.ndarray | None = None,

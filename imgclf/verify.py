@@ -141,6 +141,7 @@ def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> lis
     results = workdir / "results"
     root = _data_root(config, workdir)
     checks = []
+    tests: dict[tuple[str, ...], Any] = {}  # the test manifest, its images hashed once for every seed
     for seed in seeds:
         artifact = f"final model seed {seed} on the test set"
         model_path = results / f"final/seed_{seed}/model.keras"
@@ -152,7 +153,10 @@ def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> lis
         training = json.loads(training_path.read_text())
         recorded = json.loads(recorded_path.read_text())["metrics"]
         try:
-            test = read_manifest(results / "splits/test.csv", root, training["classes"])
+            classes = tuple(training["classes"])
+            if classes not in tests:
+                tests[classes] = read_manifest(results / "splits/test.csv", root, list(classes))
+            test = tests[classes]
             proba = predict_proba(load_model(model_path), test, tuple(training["image_size"]), training["channels"],
                                   training["batch_size"])
         except ImgclfError as error:

@@ -29,13 +29,14 @@ with step("audit_models", sm.log[0]) as log:
     result = audit_models(predictions, index, read_index(sm.input.train), classes, config)
     table = group_metrics_table(result["per_seed"])
     data_audit = json.loads(Path(sm.input.data_audit).read_text())
+    markdown = audit_markdown(data_audit, result)
     # The audit's tables go to the log first: a failing gate keeps its evidence.
-    log.info("\n%s", audit_markdown(data_audit, result))
+    log.info("\n%s", markdown)
     log_findings(result["findings"], log, "the bias audit",
                  "see the findings above (also in this log); raise audit.gap_failure only with a reason")
     write_csv(sm.output.group_metrics, table)
     plot_group_metrics(table, result["metric"], sm.output.plot)
-    atomic_write_text(sm.output.markdown, audit_markdown(data_audit, result))
+    atomic_write_text(sm.output.markdown, markdown)
     write_json(sm.output.audit, result)
     log.info("%d columns audited over %d models; %d findings", len(result["summary"]), len(predictions),
              len(result["findings"]))

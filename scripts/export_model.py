@@ -22,7 +22,7 @@ with step("export_model", sm.log[0]) as log:
     from imgclf import export
     from imgclf.errors import ImgclfError
     from imgclf.io import atomic_write_bytes, atomic_write_text, read_index, sha256_file, write_json
-    from imgclf.training.inputs import Manifest, read_manifest
+    from imgclf.training.inputs import check_files, read_manifest
     from imgclf.training.predict import load_model
 
     formats = export.check_formats(settings["formats"])
@@ -33,10 +33,12 @@ with step("export_model", sm.log[0]) as log:
     if train_path is None:
         raise ImgclfError(f"the deployed model was trained on fold {fold}, which the split no longer has",
                           "rerun the final trainings (the split changed since)")
-    train = read_manifest(train_path, sm.input.data_root, classes)
-    chosen = export.representative_indices(train.labels, settings["representative_images"], settings["seed"])
-    representative = export.load_pixels(
-        Manifest([train.paths[i] for i in chosen], train.labels[chosen], train.table.iloc[chosen]), size, channels)
+    # Only the drawn calibration images are read, so only theirs are checked against the manifest.
+    train = read_manifest(train_path, sm.input.data_root, classes, verify=False)
+    drawn = train.subset(export.representative_indices(train.labels, settings["representative_images"],
+                                                       settings["seed"]))
+    check_files(drawn.table, sm.input.data_root, train_path)
+    representative = export.load_pixels(drawn, size, channels)
     test = read_manifest(sm.input.test, sm.input.data_root, classes)
     images = export.load_pixels(test, size, channels)
     groups = export.audit_groups(read_index(sm.input.index), test.table["path"],
@@ -65,8 +67,8 @@ with step("export_model", sm.log[0]) as log:
     result.update(
         seed=deployed["chosen"]["seed"], fold=fold, classes=classes, image_size=list(size), channels=channels,
         n_test=len(images), group_columns=list(groups.columns),
-        representative={"n": len(chosen), "manifest": train_path, "seed": settings["seed"],
-                        "per_class": {classes[c]: int(n) for c, n in zip(*np.unique(train.labels[chosen],
+        representative={"n": len(drawn.paths), "manifest": train_path, "seed": settings["seed"],
+                        "per_class": {classes[c]: int(n) for c, n in zip(*np.unique(drawn.labels,
                                                                                   return_counts=True))}},
         latency={"threads": settings["threads"], "runs": settings["latency_runs"], "warmup": export.WARMUP_RUNS,
                  "cpu": info["cpu"], "tensorflow_threads": sm.threads},

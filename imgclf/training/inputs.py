@@ -30,6 +30,10 @@ class Manifest:
     labels: np.ndarray
     table: pd.DataFrame
 
+    def subset(self, positions: np.ndarray) -> "Manifest":
+        """The rows at ``positions``, in that order."""
+        return Manifest([self.paths[i] for i in positions], self.labels[positions], self.table.iloc[positions])
+
 
 def read_manifest(path: str | Path, data_root: str | Path, class_names: list[str],
                   verify: bool = True) -> Manifest:
@@ -50,26 +54,35 @@ def read_manifest(path: str | Path, data_root: str | Path, class_names: list[str
     if unknown:
         raise ImgclfError(f"{path}: labels {unknown} are not among the classes {class_names}",
                           "rerun the split: the manifests and the index disagree")
-    missing, changed = [], []
     if verify:
-        for rel, expected in zip(table["path"], table["sha256"]):
-            full = root / rel
-            try:
-                digest = sha256_file(full)
-            except OSError:
-                missing.append(rel)
-                continue
-            if digest != expected:
-                changed.append(rel)
+        check_files(table, root, path)
+    labels = table["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy(np.int32)
+    return Manifest([str(root / p) for p in table["path"]], labels, table)
+
+
+def check_files(table: pd.DataFrame, data_root: str | Path, source: str | Path) -> None:
+    """Check that each listed image (``path``, ``sha256``) is the one the manifest recorded.
+
+    Raises:
+        ImgclfError: Naming the missing or changed files of ``source``.
+    """
+    root = Path(data_root)
+    missing, changed = [], []
+    for rel, expected in zip(table["path"], table["sha256"]):
+        try:
+            digest = sha256_file(root / rel)
+        except OSError:
+            missing.append(rel)
+            continue
+        if digest != expected:
+            changed.append(rel)
     if missing or changed:
         lines = [f"  missing: {p}" for p in missing[:10]] + [f"  changed: {p}" for p in changed[:10]]
         raise ImgclfError(
-            f"{path}: {len(missing)} image(s) are missing and {len(changed)} changed since the split "
+            f"{source}: {len(missing)} image(s) are missing and {len(changed)} changed since the split "
             f"(sha256 differs from the manifest):\n" + "\n".join(lines),
             "restore the original images (e.g. dvc checkout), or rerun validation and the split "
             "(snakemake --forcerun validate_data) to accept the new data")
-    labels = table["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy(np.int32)
-    return Manifest([str(root / p) for p in table["path"]], labels, table)
 
 
 def infer_channels(index: pd.DataFrame, setting: Any) -> int:
