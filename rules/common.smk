@@ -105,12 +105,13 @@ def get_data_audit_gate():
     return ancient("results/audit/data_audit_passed.json")
 
 
-def get_training_input(wildcards):
-    """What a training job reads: index, fold manifests, images, and the probed batch size."""
+def get_fold_training_input(train, val):
+    """What every training job reads: the index, its train and val manifests, the images, the
+    data audit's gate, and the probed batch size (when batch_size is auto)."""
     inputs = {
         "index": "results/data/index.csv",
-        "train": get_exploration_manifest("train"),
-        "val": get_exploration_manifest("val"),
+        "train": train,
+        "val": val,
         "data_root": get_data_root_input(),
         "data_audit": get_data_audit_gate(),
     }
@@ -119,18 +120,15 @@ def get_training_input(wildcards):
     return inputs
 
 
+def get_training_input(wildcards):
+    """What a training job reads: index, fold manifests, images, and the probed batch size."""
+    return get_fold_training_input(get_exploration_manifest("train"), get_exploration_manifest("val"))
+
+
 def get_tuning_input(wildcards):
     """What tuning reads: the tuning fold, the batch size and the study it builds on."""
     fold = config["tune"]["fold"]
-    inputs = {
-        "index": "results/data/index.csv",
-        "train": f"results/splits/fold_{fold}/train.csv",
-        "val": f"results/splits/fold_{fold}/val.csv",
-        "data_root": get_data_root_input(),
-        "data_audit": get_data_audit_gate(),
-    }
-    if config["train"]["batch_size"] == "auto":
-        inputs["batch_size"] = "results/train/batch_size.json"
+    inputs = get_fold_training_input(f"results/splits/fold_{fold}/train.csv", f"results/splits/fold_{fold}/val.csv")
     if config["tune"]["fix_from_study"]:
         inputs["study_summary"] = f"results/explore/{config['tune']['fix_from_study']}/summary.json"
     return inputs
@@ -185,15 +183,7 @@ def get_final_input(wildcards):
     from imgclf.final import final_fold
 
     fold = final_fold(config, int(wildcards.seed))
-    inputs = {
-        "index": "results/data/index.csv",
-        "train": f"results/splits/fold_{fold}/train.csv",
-        "val": f"results/splits/fold_{fold}/val.csv",
-        "data_root": get_data_root_input(),
-        "data_audit": get_data_audit_gate(),
-    }
-    if config["train"]["batch_size"] == "auto":
-        inputs["batch_size"] = "results/train/batch_size.json"
+    inputs = get_fold_training_input(f"results/splits/fold_{fold}/train.csv", f"results/splits/fold_{fold}/val.csv")
     if config["tune"]["enabled"]:
         inputs["best_hyperparameters"] = "results/tune/best_hyperparameters.json"
     return inputs
