@@ -42,10 +42,9 @@ _FillingValidator = _with_defaults(Draft202012Validator)
 def config_sha256(config: dict[str, Any]) -> str:
     """SHA-256 of a config as canonical JSON (sorted keys): what the report and the
     reproducibility record call the config's hash."""
-    import hashlib
-    import json
+    from imgclf.io import json_sha256
 
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(config)
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:

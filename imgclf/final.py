@@ -11,13 +11,12 @@ what seals the test set (:mod:`imgclf.seal`).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from imgclf.errors import ConfigError
 from imgclf.evaluation import check_target_definitions
+from imgclf.io import json_sha256, sha256_file
 from imgclf.search_space import apply_values
 
 #: The config sections a training run reads: only these are rule params, so that
@@ -79,13 +78,13 @@ def decisions(config: dict[str, Any], train_manifest: str | Path, val_manifest: 
     changed decision to the sealed test set.
     """
     return {"config": {key: config[key] for key in TRAINING_SECTIONS},
-            "train_manifest_sha256": hashlib.sha256(Path(train_manifest).read_bytes()).hexdigest(),
-            "val_manifest_sha256": hashlib.sha256(Path(val_manifest).read_bytes()).hexdigest()}
+            "train_manifest_sha256": sha256_file(train_manifest),
+            "val_manifest_sha256": sha256_file(val_manifest)}
 
 
 def fingerprint(record: dict[str, Any]) -> str:
-    """A stable hash of a JSON-ready record."""
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+    """A stable hash of a JSON-ready record (the decisions behind a final model)."""
+    return json_sha256(record)
 
 
 def check_final(config: dict[str, Any], class_names: list[str] | None) -> None:

@@ -64,6 +64,11 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> None:
     atomic_write_text(path, csv_text(table))
 
 
+def json_sha256(record: Any) -> str:
+    """SHA-256 of a JSON-ready record as canonical JSON (sorted keys): stable across runs."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
