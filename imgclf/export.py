@@ -29,9 +29,8 @@ import numpy as np
 import pandas as pd
 
 from imgclf.errors import ImgclfError
+from imgclf.export_formats import FORMATS
 
-#: The formats the export knows, in the order they are reported.
-FORMATS = ("float32", "float16", "int8")
 #: A format whose test accuracy drops by more than this against the Keras model is flagged.
 MAX_ACCURACY_DROP = 0.01
 #: A judged audit group whose accuracy drops by more than this is flagged.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from imgclf.errors import ImgclfError
-from imgclf.export import FORMATS
+from imgclf.export_formats import FORMATS
 
 #: The card's sections, in order (JSON keys and Markdown headings).
 SECTIONS = ("model_details", "intended_use", "data", "metrics", "per_group", "carbon", "export", "limitations")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgclf.export import FORMATS
+from imgclf.export_formats import FORMATS
 from imgclf.report.html_parts import esc, figure, fmt, table
 
 
