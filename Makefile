@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run monitor test lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
+.PHONY: run monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
 
 venv: $(VENV)/.installed
 
@@ -27,22 +27,26 @@ run: venv
 ## Drift report of new images against the deployed model: make monitor BATCH=folder-or-manifest [NAME=name].
 monitor: venv
 	@test -n "$(BATCH)" || { echo "usage: make monitor BATCH=path/to/new/images [NAME=name] (a folder: flat, or one sub-folder per class; or a CSV manifest)"; exit 2; }
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) monitor --config 'monitor={"batches": {"$(or $(NAME),$(basename $(notdir $(abspath $(BATCH)))))": {"path": "$(BATCH)"}}}'
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) monitor report --config 'monitor={"batches": {"$(or $(NAME),$(basename $(notdir $(abspath $(BATCH)))))": {"path": "$(BATCH)"}}}'
 
 ## Every test, the workflow tests included.
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The unit tests only (no Snakemake, no cluster, no browser, no long training): under 3 minutes on 2 cores.
+test-fast: venv
+	$(BIN)/python -m pytest -m "not workflow and not slow" $(PYTEST_ARGS)
 
 ## Snakemake's linter and a dry run of the default target.
 lint: venv
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake -n --quiet
 
-## The pipeline under DVC (dvc.yaml's stages call Snakemake; see README.md, "DVC").
+## The pipeline under DVC (dvc.yaml's stages call Snakemake; see docs/dvc.md).
 repro: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-## Regenerate dvc.yaml from the workflow and config/config.yaml.
+## Regenerate dvc.yaml from the stage registry, the workflow and config/config.yaml.
 dvc-yaml: venv
 	$(BIN)/python -m imgclf.dvc_pipeline
 

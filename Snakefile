@@ -1,6 +1,6 @@
 # imgclf: a reproducible image-classification pipeline.
-# This file only loads and validates the config and includes the rules, split
-# by stage under rules/. Run it with `make run` or `snakemake --cores all`.
+# This file only loads and validates the config and includes the rules, one file per stage
+# under rules/ (the stages: imgclf/pipeline.py). Run it with `make run` or `snakemake --cores all`.
 import sys
 
 # imgclf (the package holding the logic) lives beside this file; putting it on
@@ -8,19 +8,9 @@ import sys
 # --sdm conda, or on a cluster node, without installing it there.
 sys.path.insert(0, workflow.basedir)
 
-from imgclf.config import (
-    check_data_paths,
-    check_folds,
-    check_model_config,
-    load_schema,
-    validate_config,
-)
-from imgclf.explore import check_studies
-from imgclf.final import check_final
-from imgclf.audit import check_audit
-from imgclf.carbon import check_carbon
-from imgclf.search_space import check_tuning
-from imgclf.errors import ConfigError
+from imgclf.core.config import load_schema, validate_config
+from imgclf.core.errors import ConfigError
+from imgclf.pipeline import check_config, check_config_against_classes, expand_paths
 
 
 configfile: "config/config.yaml"
@@ -35,36 +25,38 @@ try:
         load_schema(f"{workflow.basedir}/config/config.schema.yaml"),
         source="config (config/config.yaml, --configfile and --config)",
     )
-    check_data_paths(config)
-    check_model_config(config)
-    check_folds(config)
-    check_studies(config)
-    check_tuning(config)
-    check_audit(config)
-    check_carbon(config)
+    expand_paths(config)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 
 
 include: "rules/common.smk"
+
+
+try:
+    check_config(config, test_manifest=TEST_MANIFEST)
+except ConfigError as error:
+    sys.exit(f"imgclf: {error}")
+
+
 include: "rules/data.smk"
 include: "rules/split.smk"
+include: "rules/audit.smk"
 include: "rules/explore.smk"
 include: "rules/tune.smk"
 include: "rules/final.smk"
 include: "rules/evaluate.smk"
-include: "rules/audit.smk"
-include: "rules/report.smk"
-include: "rules/deploy.smk"
+include: "rules/carbon.smk"
+include: "rules/export.smk"
 include: "rules/monitor.smk"
+include: "rules/report.smk"
 include: "rules/stages.smk"
 
 
 try:
-    # After the includes: the classes are read from the data the helpers locate.
-    class_names = get_class_names()  # a manifest is read once per load (every job loads this file)
-    check_final(config, class_names)
-    check_audit(config, class_names)
+    # After the includes: the classes are read from the data the helpers locate (a manifest is
+    # read once per load, and every job loads this file).
+    check_config_against_classes(config, get_class_names())
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 warn_if_unsealed()

@@ -12,7 +12,7 @@ the test set, which neither the model nor the reference has seen:
 - shifted batches (brightness, blur, Gaussian noise, a new class mix), each at three
   intensities: how often each signal flags them is its detection rate.
 
-The drift statistics are those of the monitor_batch rule (imgclf.monitor.drift_report), run
+The drift statistics are those of the monitor_batch rule (imgclf.monitor.batches.drift_report), run
 in-process on precomputed image statistics and model outputs of each shifted pool of images.
 A last row measures, for comparison, the embeddings test against the training images'
 embeddings instead of the validation images' (the reference the pipeline uses).
@@ -86,10 +86,10 @@ def pool_outputs(images: list[Image.Image], model, card: dict) -> tuple[pd.DataF
     folder and read back exactly as a monitored batch is)."""
     import tempfile
 
-    from imgclf.monitor import inspect_batch, list_batch
+    from imgclf.monitor.batches import inspect_batch, list_batch
     from imgclf.training.inputs import Manifest
     from imgclf.training.predict import predict_with_embeddings
-    from imgclf.validation import ValidationOptions
+    from imgclf.data.validation import ValidationOptions
 
     with tempfile.TemporaryDirectory() as folder:
         for i, image in enumerate(images):
@@ -115,11 +115,11 @@ def main() -> None:
     train_and_reference(WORKDIR)
     os.chdir(WORKDIR)
 
-    from imgclf.config import load_config
-    from imgclf.io import read_index
-    from imgclf.monitor import drift_report
-    from imgclf.sources import DIGITS_FOLDER
-    from imgclf.training import runtime
+    from imgclf.core.config import load_config
+    from imgclf.core.io import read_index
+    from imgclf.monitor.batches import drift_report
+    from imgclf.data.sources import DIGITS_FOLDER
+    from imgclf.core import runtime
 
     runtime.configure(0, 2)
     from imgclf.training.inputs import read_manifest

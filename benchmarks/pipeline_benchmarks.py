@@ -74,7 +74,7 @@ def fresh(name: str) -> Path:
 
 
 def default_pipeline() -> dict:
-    from imgclf.timing import stage_times, stage_times_table
+    from imgclf.core.timing import stage_times, stage_times_table
 
     workdir = fresh("pipeline_default")
     seconds, _ = snakemake(workdir, REPO / "config" / "config.yaml")

@@ -38,11 +38,11 @@ MALARIA = REPO.parent / "shared" / "data" / "malaria"
 
 def prepare(workdir: Path, image_size: int) -> dict:
     """Validate and split malaria (or the digits when it is absent) into fold manifests."""
-    from imgclf.config import validate_config
-    from imgclf.data import validate_source
-    from imgclf.digits import digit_images
-    from imgclf.io import write_csv
-    from imgclf.split import SplitOptions, make_split
+    from imgclf.core.config import validate_config
+    from imgclf.data.index import validate_source
+    from imgclf.data.digits import digit_images
+    from imgclf.core.io import write_csv
+    from imgclf.split.folds import SplitOptions, make_split
 
     root = MALARIA
     if not root.is_dir():
@@ -65,11 +65,11 @@ def prepare(workdir: Path, image_size: int) -> dict:
 # -- measurements, each run in its own process ----------------------------------------------
 
 def _setup(workdir: Path, image_size: int, architecture: str = "small_cnn"):
-    from imgclf.training import runtime
+    from imgclf.core import runtime
 
     runtime.configure(0, 2)
-    from imgclf.config import validate_config
-    from imgclf.io import read_index
+    from imgclf.core.config import validate_config
+    from imgclf.core.io import read_index
     from imgclf.training.inputs import infer_channels, read_manifest
 
     index = read_index(workdir / "index.csv")

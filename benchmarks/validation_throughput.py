@@ -30,9 +30,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from imgclf.config import validate_config  # noqa: E402
-from imgclf.data import validate_source  # noqa: E402
-from imgclf.digits import digit_images  # noqa: E402
+from imgclf.core.config import validate_config  # noqa: E402
+from imgclf.data.index import validate_source  # noqa: E402
+from imgclf.data.digits import digit_images  # noqa: E402
 
 
 def export_digits(target: Path) -> Path:

@@ -1,22 +1,24 @@
-"""``dvc.yaml``, generated from the Snakemake workflow: one source of truth, two drivers.
+"""``dvc.yaml``, generated from the stage registry and the Snakemake workflow: one source of
+truth, two drivers.
 
 Why generated, and why its stages call Snakemake: the Snakefile is where the
 pipeline is defined (rules, wildcards, per-seed and per-point jobs, a cluster
 profile). DVC brings content-addressed versioning, ``dvc repro``,
 ``dvc exp run``, metrics, plots and remotes. Writing the pipeline twice would
-let the two drift; so each DVC stage runs one Snakemake target
-(``stage_<name>``, rules/stages.smk), and this module derives everything else
-DVC needs from the workflow itself:
+let the two drift; so each DVC stage is a stage of the registry
+(:data:`imgclf.pipeline.STAGES`; the audit runs as two, before training and
+after the evaluation) and runs its Snakemake target, and this module derives
+everything else DVC needs from the workflow itself:
 
 - the jobs, their inputs and outputs, from a dry run of the workflow on the
   config (``snakemake -n --forceall``);
-- a stage's **outs**: the ``results/<folder>`` its jobs write (or the files,
-  where stages share a folder), plus the records that must outlive a rerun
-  (emissions, the sealed test set), kept with ``persist``;
+- a stage's **outs**: ``results/<stage>``, the folder its jobs write (or its files,
+  where two DVC stages share the folder), kept with ``persist``; it holds the
+  records that outlive a rerun too (emissions, the seal of the test set);
 - its **deps**: the outputs of other stages its jobs read, external inputs (the
   data folder, a manifest), the scripts its rules run and every ``imgclf``
   module they import;
-- its **params**: the config keys its rules read (:data:`STAGES`).
+- its **params**: the config keys its rules read (the registry's ``params``).
 
 Inside a stage, Snakemake runs with ``--rerun-triggers params input code
 software-env`` (no ``mtime``: DVC has already decided, from content hashes, that
@@ -38,65 +40,45 @@ from typing import Any
 
 import yaml
 
-from imgclf.errors import ConfigError
+from imgclf.core.errors import ConfigError
+from imgclf.core.lazy import read_interface
+from imgclf.pipeline import STAGES, TARGET_RULES, Part, Stage
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
-class Stage:
-    """One DVC stage: the Snakemake rules it runs and the config keys they read."""
+class DvcStage:
+    """One DVC stage: a registry stage, or one part of it (``Stage.dvc_parts``)."""
 
-    name: str
-    rules: tuple[str, ...]
-    params: tuple[str, ...]
-    records: tuple[tuple[str, str], ...] = ()  # (rule, path) written outside its outputs, kept across reruns
-    whole_config: bool = False  # its rules record or show the whole config: the config file is a dep
-    always_force: bool = False  # its jobs always run when DVC runs the stage
-    description: str = ""
+    part: Part
+    stage: Stage
+
+    @property
+    def name(self) -> str:
+        return self.part.name
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return self.part.rules
+
+    @property
+    def target(self) -> list[str]:
+        """What Snakemake is asked for: the stage's target, or a part's own rules (which have no
+        wildcards: a test checks it)."""
+        return [self.stage.name] if self.rules == self.stage.rules else list(self.rules)
 
 
-STAGES: tuple[Stage, ...] = (
-    # Forced: the data folder is ancient() to Snakemake, DVC alone sees an image edited in place.
-    Stage("data", ("export_digits", "validate_data"), ("data", "validation", "split.group_column"),
-          always_force=True, description="data validation: the index of every usable image and the findings"),
-    Stage("split", ("split_data",), ("seed", "split"),
-          description="the seeded, group-aware split into a test set and fold manifests"),
-    Stage("data_audit", ("audit_data",), ("audit", "data.group_columns", "split.group_column"),
-          description="the bias audit of the data before training (it gates every training)"),
-    Stage("explore", ("probe_batch_size", "explore_point", "explore_summary"),
-          ("seed", "data", "model", "train", "batch_probe", "explore"),
-          records=(("probe_batch_size", "results/carbon/jobs/probe_batch_size.csv"),
-                   ("explore_point", "results/carbon/jobs/explore")),
-          description="the batch-size probe and the exploration studies"),
-    Stage("tune", ("tune",), ("seed", "data", "model", "train", "tune"),
-          records=(("tune", "results/carbon/jobs/tune.csv"),), description="Bayesian tuning (Keras Tuner)"),
-    Stage("final", ("check_seal", "final_train"),
-          ("seed", "data", "model", "train", "final", "tune.enabled", "evaluation.unseal_reason"),
-          records=(("final_train", "results/carbon/jobs/final"),), description="the final trainings, one per seed"),
-    Stage("evaluate", ("evaluate_model", "evaluation_summary", "deploy_model"), ("final", "targets", "evaluation"),
-          records=(("evaluate_model", "results/carbon/jobs/evaluate"), ("evaluate_model", "results/sealed_test")),
-          description="the sealed test evaluation, the targets and the deployed model"),
-    Stage("audit", ("audit_models",), ("audit", "data.group_columns", "split.group_column", "evaluation.confidence"),
-          description="the bias audit of the final models' test predictions"),
-    Stage("export", ("export_model",), ("seed", "export"),
-          description="the deployed model as TFLite files, each measured against the Keras model"),
-    Stage("monitor", ("monitor_reference", "monitor_batch"), ("seed", "monitor", "validation"),
-          description="the drift report of every monitored batch against the deployed model's reference"),
-    Stage("report", ("carbon_report", "model_card", "report_galleries", "report", "reproducibility_record"),
-          ("seed", "carbon", "export", "report"), whole_config=True,
-          description="the carbon and water report, the model card, the HTML report and the reproducibility "
-                      "record"),
-)
+def dvc_stages(stages: tuple[Stage, ...] = STAGES) -> list[DvcStage]:
+    """Every DVC stage, in pipeline order."""
+    return [DvcStage(part, stage) for stage in stages for part in stage.dvc_stages()]
 
-#: Rules that are targets, not work.
-TARGET_RULES = ("all", "monitor")
 
 HEADER = """\
 # Generated from the Snakemake workflow and config/config.yaml by
 #     python -m imgclf.dvc_pipeline        (make dvc-yaml)
 # Do not edit: change the rules or the config and regenerate (a test fails when
-# this file is stale). Each stage runs one Snakemake target; see README.md, "DVC".
+# this file is stale). Each stage runs one Snakemake target; see docs/dvc.md.
 """
 
 
@@ -139,7 +121,7 @@ def rule_scripts(repo: Path = REPO) -> dict[str, str]:
     for path in sorted((repo / "rules").glob("*.smk")):
         for block in re.split(r"\n(?=(?:local)?rule \w+:|checkpoint \w+:)", path.read_text(encoding="utf-8")):
             name = re.match(r"\s*(?:rule|checkpoint) (\w+):", block)
-            script = re.search(r'script:\s*\n\s*"\.\./(scripts/[\w.]+\.py)"', block)
+            script = re.search(r'script:\s*\n\s*"\.\./(scripts/[\w./]+\.py)"', block)
             if name and script:
                 scripts[name.group(1)] = script.group(1)
     return scripts
@@ -147,25 +129,35 @@ def rule_scripts(repo: Path = REPO) -> dict[str, str]:
 
 def imported_modules(path: Path, repo: Path = REPO, seen: set[str] | None = None) -> set[str]:
     """The ``imgclf`` source files a script or module imports, transitively (imports inside
-    functions included: they run too)."""
+    functions included: they run too; a name taken from a stage's interface leads to the module
+    that defines it)."""
     seen = set() if seen is None else seen
+
+    def visit(candidate: Path) -> None:
+        relative = candidate.relative_to(repo).as_posix()
+        if candidate.is_file() and relative not in seen:
+            seen.add(relative)
+            imported_modules(candidate, repo, seen)
+
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
-        names = []
+        names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            init = repo.joinpath(*node.module.split("."), "__init__.py")
+            if node.module.startswith("imgclf") and init.is_file():
+                interface = read_interface(init)
+                for alias in node.names:
+                    if alias.name in interface:
+                        visit(init.parent / f"{interface[alias.name]}.py")
         for name in names:
             if not name.startswith("imgclf"):
                 continue
             parts = name.split(".")
-            candidates = [repo.joinpath(*parts).with_suffix(".py"), repo.joinpath(*parts, "__init__.py")]
-            for candidate in candidates:
-                relative = candidate.relative_to(repo).as_posix()
-                if candidate.is_file() and relative not in seen:
-                    seen.add(relative)
-                    imported_modules(candidate, repo, seen)
+            for candidate in (repo.joinpath(*parts).with_suffix(".py"), repo.joinpath(*parts, "__init__.py")):
+                visit(candidate)
             # A package's parents run their __init__ too.
             for i in range(1, len(parts)):
                 init = repo.joinpath(*parts[:i], "__init__.py")
@@ -196,30 +188,21 @@ def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config
     Raises:
         ConfigError: A rule with no stage, or a param missing from the config file.
     """
-    stage_of = {rule: stage.name for stage in stages for rule in stage.rules}
-    unknown = sorted({j.rule for j in jobs if j.rule not in stage_of and j.rule not in TARGET_RULES})
+    parts = dvc_stages(stages)
+    part_of = {rule: part.name for part in parts for rule in part.rules}
+    unknown = sorted({j.rule for j in jobs if j.rule not in part_of and j.rule not in TARGET_RULES})
     if unknown:
-        raise ConfigError(f"rules {unknown} belong to no DVC stage",
-                          "add them to imgclf.dvc_pipeline.STAGES, then regenerate dvc.yaml")
+        raise ConfigError(f"rules {unknown} belong to no stage",
+                          "add them to their stage in imgclf.pipeline.STAGES, then regenerate dvc.yaml")
     config = yaml.safe_load(config_text) or {}
-    jobs = [j for j in jobs if j.rule in stage_of]
-    present = {stage_of[j.rule] for j in jobs}
-    producer = {out: stage_of[j.rule] for j in jobs for out in j.outputs}
-    # Who writes under each results/<folder>: one stage owns a folder; shared folders are listed file by file.
+    jobs = [j for j in jobs if j.rule in part_of]
+    present = {part_of[j.rule] for j in jobs}
+    producer = {out: part_of[j.rule] for j in jobs for out in j.outputs}
+    # Who writes under each results/<folder>: one DVC stage owns a folder; shared folders are listed
+    # file by file.
     claims: dict[str, set[str]] = {}
-    for path, stage in producer.items():
-        claims.setdefault(_key(path), set()).add(stage)
-    ran = {j.rule for j in jobs}
-    tracking = bool((config.get("carbon") or {}).get("enabled", True))
-
-    def records_of(stage: Stage) -> list[str]:
-        """The records a stage leaves: emissions only when tracked, and only of rules that run."""
-        return [path for rule, path in stage.records
-                if rule in ran and (tracking or not path.startswith("results/carbon/jobs"))]
-
-    for stage in stages:
-        for record in records_of(stage):
-            claims.setdefault(_key(record), set()).add(stage.name)
+    for path, owner in producer.items():
+        claims.setdefault(_key(path), set()).add(owner)
 
     def out_of(path: str) -> str:
         key = _key(path)
@@ -227,10 +210,11 @@ def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config
 
     scripts = rule_scripts(repo)
     result: dict[str, Any] = {"stages": {}}
-    for stage in stages:
-        if stage.name not in present:
+    for part in parts:
+        if part.name not in present:
             continue
-        mine = [j for j in jobs if stage_of[j.rule] == stage.name]
+        stage = part.stage
+        mine = [j for j in jobs if part_of[j.rule] == part.name]
         outs = sorted({out_of(p) for j in mine for p in j.outputs})
         deps: set[str] = set()
         for job in mine:
@@ -238,7 +222,7 @@ def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config
                 owner = producer.get(path)
                 if owner is None:
                     deps.add(path)  # external: the data folder, a manifest, a metadata file
-                elif owner != stage.name:
+                elif owner != part.name:
                     deps.add(out_of(path))
         code: set[str] = {"config/config.schema.yaml"}
         if stage.whole_config:
@@ -247,44 +231,43 @@ def build_dvc_yaml(jobs: list[Job], config_text: str, config_path: str = "config
             if rule in scripts:
                 code.add(scripts[rule])
                 code |= imported_modules(repo / scripts[rule], repo)
-        missing = [key for key in stage.params if not _has_key(config, key)]
+        missing = [key for key in part.part.params if not _has_key(config, key)]
         if missing:
             raise ConfigError(f"stage {stage.name} reads {missing}, which {config_path} does not set: DVC tracks "
                               "only the params a file holds",
                               f"add them to {config_path} (an empty section, `name: {{}}`, will do), then "
                               "regenerate dvc.yaml")
-        entry: dict[str, Any] = {
-            "desc": stage.description,
-            "cmd": f"python -m imgclf.dvc_pipeline --run-stage {stage.name}",
+        result["stages"][part.name] = {
+            "desc": part.part.description,
+            "cmd": f"python -m imgclf.dvc_pipeline --run-stage {part.name}",
             "deps": sorted(deps) + sorted(code),
-            "params": [{config_path: list(stage.params)}],
+            "params": [{config_path: list(part.part.params)}],
+            # Every out persists: Snakemake, not DVC, decides which of a stage's jobs must run again,
+            # so that finished jobs are kept (a killed stage resumes) and the sealed test set is
+            # not evaluated again when only a target changed.
+            "outs": [{path: {"persist": True}} for path in outs],
         }
-        records = records_of(stage)
-        # Every out persists: Snakemake, not DVC, decides which of a stage's jobs must run again,
-        # so that finished jobs are kept (a killed stage resumes) and the sealed test set is
-        # not evaluated again when only a target changed.
-        outs_entries: list[Any] = [{path: {"persist": True}} for path in [*outs, *records]]
-        entry["outs"] = outs_entries
-        result["stages"][stage.name] = entry
     if "evaluate" in present:
         result["metrics"] = ["results/evaluate/test_metrics.json"]
         result["plots"] = [
-            {"results/model/history.csv": {"x": "epoch", "y": ["loss", "val_loss", "accuracy", "val_accuracy"],
-                                           "title": "deployed model: training curves"}},
-            {"results/model/predictions.csv": {"template": "confusion", "x": "predicted", "y": "label",
-                                               "title": "deployed model: test confusion matrix"}},
-            "results/model/curves.png",
+            {"results/evaluate/deployed/history.csv": {
+                "x": "epoch", "y": ["loss", "val_loss", "accuracy", "val_accuracy"],
+                "title": "deployed model: training curves"}},
+            {"results/evaluate/deployed/predictions.csv": {
+                "template": "confusion", "x": "predicted", "y": "label",
+                "title": "deployed model: test confusion matrix"}},
+            "results/evaluate/deployed/curves.png",
             "results/evaluate/confusion_matrix.png",
             "results/evaluate/metrics_over_seeds.png",
         ]
         if "audit" in present:
             result["plots"].append("results/audit/group_metrics.png")
-        if "report" in present:
+        if "carbon" in present:
             result["plots"].append("results/carbon/energy_per_stage.png")
     return result
 
 
-def stage_command(stage: Stage, workdir: Path, snakemake: str | None = None) -> tuple[list[str], str]:
+def stage_command(part: DvcStage, workdir: Path, snakemake: str | None = None) -> tuple[list[str], str]:
     """The Snakemake command of a DVC stage, and why jobs are forced (empty when none is).
 
     Only the stage's rules may run (``--allowed-rules``): DVC has run the earlier stages. Which
@@ -293,25 +276,25 @@ def stage_command(stage: Stage, workdir: Path, snakemake: str | None = None) -> 
     cannot tell a changed param, and every job of the stage is forced.
     """
     exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
-    command = [exe, "--cores", "all", "--allowed-rules", *stage.rules, f"stage_{stage.name}"]
+    command = [exe, "--cores", "all", "--allowed-rules", *part.rules, part.stage.name]
     metadata = workdir / ".snakemake" / "metadata"
     reason = ""
-    if stage.always_force:
+    if part.stage.always_force:
         reason = "the data changed, as DVC sees it: validation runs again"
     elif not metadata.is_dir() or not any(metadata.iterdir()):
         reason = "Snakemake has no records in this folder (a fresh clone?): every job of the stage runs"
     if reason:
-        command[-1:-1] = ["--forcerun", *stage.rules]
-    return [*command[:-1], "--", command[-1]], reason
+        command += ["--forcerun", *part.rules]
+    return [*command, "--", *part.target], reason
 
 
 def run_stage(name: str, workdir: Path) -> int:
     """Run one DVC stage's Snakemake jobs (the ``cmd`` of every stage in dvc.yaml)."""
-    stages = {stage.name: stage for stage in STAGES}
-    if name not in stages:
-        print(f"imgclf.dvc_pipeline: no stage {name!r} (stages: {', '.join(stages)})", file=sys.stderr)
+    parts = {part.name: part for part in dvc_stages()}
+    if name not in parts:
+        print(f"imgclf.dvc_pipeline: no stage {name!r} (stages: {', '.join(parts)})", file=sys.stderr)
         return 2
-    command, reason = stage_command(stages[name], workdir)
+    command, reason = stage_command(parts[name], workdir)
     if reason:
         print(f"imgclf.dvc_pipeline: {reason}", file=sys.stderr)
     print("imgclf.dvc_pipeline: " + " ".join(command), file=sys.stderr, flush=True)
@@ -358,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{target} is up to date")
         return 0
-    from imgclf.io import atomic_write_text
+    from imgclf.core.io import atomic_write_text
 
     atomic_write_text(target, text)
     print(f"wrote {target}: {len(yaml.safe_load(text)['stages'])} stages")

@@ -1,7 +1,7 @@
 """Retraining on a labelled batch: new manifests, the old test set kept sealed.
 
 ``python -m imgclf.retrain --batch PATH --name NAME [--mode add|favour]`` is the
-step between a drift report's recommendation (PRACTICES.md section 9: add the new
+step between a drift report's recommendation (docs/practices.md section 9: add the new
 images to the old ones when they are extra variability, favour them when they
 are an evolution) and the rerun of the pipeline. It never touches the data: it
 writes ``<out>/<NAME>/`` with
@@ -12,7 +12,7 @@ writes ``<out>/<NAME>/`` with
 - the sealed test manifest: a copy of the current split's test manifest, whose
   images stay the test set (``split.sealed_test``, matched by sha256), so that
   the retrained model is measured on the very images the old one was
-  (PRACTICES.md section 3: the test set never influences a decision);
+  (docs/practices.md section 3: the test set never influences a decision);
 - ``config.yaml``: the current config pointed at them, with
   ``evaluation.unseal_reason`` set (evaluating the sealed test set again is the
   point; the event log records it).
@@ -39,11 +39,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from imgclf.config import load_schema, validate_config
-from imgclf.errors import ConfigError, ImgclfError
-from imgclf.imagefile import IMAGE_EXTENSIONS
-from imgclf.io import atomic_write_text, read_index, sha256_file, umask
-from imgclf.sources import DIGITS_FOLDER, _read_csv, data_root, list_image_folder, list_manifest
+from imgclf.core.config import load_schema, validate_config
+from imgclf.core.errors import ConfigError, ImgclfError
+from imgclf.data import IMAGE_EXTENSIONS
+from imgclf.core.io import atomic_write_text, read_index, sha256_file, umask
+from imgclf.data import data_root, list_image_folder, list_manifest, read_user_csv
+from imgclf.layout import RunLayout
 
 #: The split's test manifest and its sealed copy. This module reads the test manifest only
 #: to copy it (the sealed set of the rerun) and to keep its images in the data, never to
@@ -138,7 +139,7 @@ def list_labelled_batch(batch: Path, classes: list[str], path_column: str = "pat
                                f"no label: {', '.join(loose[:5])}", unlabelled)
         folder = batch
     elif batch.is_file():
-        table = _read_csv(batch, "--batch")
+        table = read_user_csv(batch, "--batch")
         if path_column not in table.columns:
             raise RetrainError(f"the batch manifest {batch} has no {path_column!r} column "
                                f"(columns: {', '.join(table.columns)})", "name it with --path-column")
@@ -180,11 +181,12 @@ def current_data(config: dict[str, Any], index_path: Path, splits: Path) -> tupl
         RetrainError: Something the pipeline should have made first is missing or stale.
     """
     run_first = ("run the pipeline on the current config first, at least until the split: "
-                 "snakemake --cores all results/splits/split.json")
+                 "snakemake --cores all split")
     data = config["data"]
-    root = data_root(data)
-    if data["source"] == "digits" and not Path(DIGITS_FOLDER).is_dir():
-        raise RetrainError(f"the embedded digits ({DIGITS_FOLDER}) are a pipeline output and do not exist yet",
+    digits = str(RunLayout(Path(".")).digits)
+    root = data_root(data, digits)
+    if data["source"] == "digits" and not Path(digits).is_dir():
+        raise RetrainError(f"the embedded digits ({digits}) are a pipeline output and do not exist yet",
                            run_first)
     if not Path(root).is_dir():
         raise RetrainError(f"the current data root {root} does not exist",
@@ -371,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config/config.yaml",
                         help="the config the pipeline ran with, laid over config/config.yaml like snakemake's "
                              "--configfile (default: %(default)s)")
-    parser.add_argument("--index", default="results/data/index.csv", help="the current index (default: %(default)s)")
-    parser.add_argument("--splits", default="results/splits",
+    run = RunLayout(Path("."))
+    parser.add_argument("--index", default=str(run.index), help="the current index (default: %(default)s)")
+    parser.add_argument("--splits", default=str(run.split),
                         help="the current split's folder, whose test manifest is sealed (default: %(default)s)")
     parser.add_argument("--out", default="data/retrain", help="where <NAME>/ is written (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing <out>/<NAME>/")

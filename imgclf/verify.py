@@ -29,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from imgclf.errors import ImgclfError
+from imgclf.core.errors import ImgclfError
+from imgclf.layout import RunLayout
 
 MATCH, DIFFER, MISSING, NOTE = "MATCH", "DIFFER", "MISSING", "NOTE"
 
@@ -83,18 +84,16 @@ def compare_text(artifact: str, recorded_path: Path, derived_text: str, read: An
 def derive_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> tuple[pd.DataFrame, Any]:
     """The index and the split, re-derived from the data as the rules derive them."""
     from imgclf.data import validate_source
-    from imgclf.io import read_index
+    from imgclf.core.io import read_index
     from imgclf.split import SplitOptions, make_split
-    from imgclf.validation import raise_on_errors
+    from imgclf.data import raise_on_errors
 
     data = config["data"]
     if data["source"] == "digits":
-        from imgclf.digits import digit_images
+        from imgclf.data import write_digit_folder
 
         root = scratch / "digits"
-        for relpath, image in digit_images(data["digits"]["size"]):
-            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
-            image.save(root / relpath, format="PNG", optimize=False)
+        write_digit_folder(root, data["digits"]["size"])
     else:
         root = _data_root(config, workdir)
     manifest = workdir / data["manifest"] if data["source"] == "manifest" else None
@@ -109,44 +108,43 @@ def derive_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> tu
 
 def check_manifests(config: dict[str, Any], workdir: Path, scratch: Path) -> list[Check]:
     """The index and every manifest, against their re-derivation."""
-    from imgclf.io import csv_text, read_index
+    from imgclf.core.io import csv_text, read_index
 
-    results = workdir / "results"
+    run = RunLayout(workdir)
     try:
         index, split = derive_manifests(config, workdir, scratch)
     except ImgclfError as error:
         return [Check(DIFFER, "data", f"the data no longer validates: {error}")]
-    checks = [compare_text("index", results / "data/index.csv", csv_text(index), read_index),
-              compare_text("test manifest", results / "splits/test.csv", csv_text(split.test), read_index)]
+    checks = [compare_text("index", run.index, csv_text(index), read_index),
+              compare_text("test manifest", run.test_manifest, csv_text(split.test), read_index)]
     for k, (train, val) in enumerate(split.folds):
-        checks.append(compare_text(f"fold {k} train manifest", results / f"splits/fold_{k}/train.csv",
-                                   csv_text(train), read_index))
-        checks.append(compare_text(f"fold {k} val manifest", results / f"splits/fold_{k}/val.csv",
-                                   csv_text(val), read_index))
+        checks.append(compare_text(f"fold {k} train manifest", run.fold_manifest(k, "train"), csv_text(train),
+                                   read_index))
+        checks.append(compare_text(f"fold {k} val manifest", run.fold_manifest(k, "val"), csv_text(val),
+                                   read_index))
     return checks
 
 
 def _flat(metrics: dict[str, Any]) -> dict[str, float]:
-    from imgclf.evaluation import flatten_metrics
+    from imgclf.evaluate import flatten_metrics
 
     return {k: float(v) for k, v in flatten_metrics(metrics).items() if v is not None}
 
 
 def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> list[Check]:
     """Every final model re-evaluated on the test set, against its recorded test metrics."""
-    from imgclf.evaluation import classification_metrics
+    from imgclf.evaluate import classification_metrics
     from imgclf.training.inputs import read_manifest
     from imgclf.training.predict import load_model, predict_proba
 
-    results = workdir / "results"
+    run = RunLayout(workdir)
     root = _data_root(config, workdir)
     checks = []
     tests: dict[tuple[str, ...], Any] = {}  # the test manifest, its images hashed once for every seed
     for seed in seeds:
         artifact = f"final model seed {seed} on the test set"
-        model_path = results / f"final/seed_{seed}/model.keras"
-        recorded_path = results / f"evaluate/seed_{seed}/metrics.json"
-        training_path = results / f"final/seed_{seed}/metrics.json"
+        model_path, recorded_path, training_path = run.final_model(seed), run.test_metrics(seed), \
+            run.final_metrics(seed)
         if not all(p.is_file() for p in (model_path, recorded_path, training_path)):
             checks.append(Check(MISSING, artifact, f"{model_path} or its metrics are absent (dvc pull?)"))
             continue
@@ -155,7 +153,7 @@ def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> lis
         try:
             classes = tuple(training["classes"])
             if classes not in tests:
-                tests[classes] = read_manifest(results / "splits/test.csv", root, list(classes))
+                tests[classes] = read_manifest(run.test_manifest, root, list(classes))
             test = tests[classes]
             proba = predict_proba(load_model(model_path), test, tuple(training["image_size"]), training["channels"],
                                   training["batch_size"])
@@ -183,27 +181,27 @@ def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> lis
 
 
 def _data_root(config: dict[str, Any], workdir: Path) -> Path:
-    from imgclf.sources import data_root
+    from imgclf.data import data_root
 
-    return workdir / data_root(config["data"])
+    return workdir / data_root(config["data"], str(RunLayout(workdir).digits))
 
 
 def retrain_worker(workdir: Path, seed: int, output: Path) -> None:
     """Retrain final seed ``seed`` from its recorded decisions, as its job did (a fresh process,
     one thread), saving the model to ``output``."""
-    from imgclf.training import runtime
+    from imgclf.core import runtime
 
-    results = workdir / "results"
-    training = json.loads((results / f"final/seed_{seed}/metrics.json").read_text())
+    run = RunLayout(workdir)
+    training = json.loads(run.final_metrics(seed).read_text())
     runtime.configure(seed, int(training.get("runtime", {}).get("intra_op_threads", 1)))
-    from imgclf.config import validate_config
-    from imgclf.training.loop import RunFiles
-    from imgclf.training.run import TrainingInputs, run_training
+    from imgclf.core.config import validate_config
+    from imgclf.training.files import RunFiles, TrainingInputs
+    from imgclf.training.run import run_training
 
-    config = validate_config(training["decisions"]["config"], source=f"results/final/seed_{seed}/metrics.json")
+    config = validate_config(training["decisions"]["config"], source=str(run.final_metrics(seed)))
     fold = training["fold"]
-    inputs = TrainingInputs(results / "data/index.csv", results / f"splits/fold_{fold}/train.csv",
-                            results / f"splits/fold_{fold}/val.csv", _data_root(config, workdir))
+    inputs = TrainingInputs(run.index, run.fold_manifest(fold, "train"), run.fold_manifest(fold, "val"),
+                            _data_root(config, workdir))
     work = output.parent
     files = RunFiles(history=work / "history.csv", best_weights=work / "best.weights.h5",
                      weight_samples=work / "weight_samples.npz", resume_dir=work / "resume", model=output)
@@ -215,10 +213,10 @@ def check_retrain(workdir: Path, seed: int, scratch: Path) -> Check:
     import numpy as np
 
     artifact = f"final model seed {seed} retrained"
-    pulled = workdir / "results" / f"final/seed_{seed}/model.keras"
+    run = RunLayout(workdir)
+    pulled = run.final_model(seed)
     if not pulled.is_file():
-        final = workdir / "results/final"
-        known = sorted(p.parent.name.removeprefix("seed_") for p in final.glob("seed_*/model.keras"))
+        known = sorted(p.parent.name.removeprefix("seed_") for p in run.final.glob("seed_*/model.keras"))
         hint = f"the final seeds here are {', '.join(known)}" if known else "dvc pull?"
         return Check(MISSING, artifact, f"{pulled} is absent ({hint})")
     output = scratch / f"retrain_{seed}" / "model.keras"
@@ -242,13 +240,14 @@ def check_retrain(workdir: Path, seed: int, scratch: Path) -> Check:
 
 
 def environment_notes(workdir: Path) -> list[Check]:
-    """Differences between this machine and the one recorded in results/reproducibility.json."""
-    from imgclf.report.environment import hardware, package_versions
-    from imgclf.io import read_json
+    """Differences between this machine and the one recorded in the run's reproducibility record."""
+    from imgclf.core.environment import hardware, package_versions
+    from imgclf.core.io import read_json
 
-    record = read_json(workdir / "results/reproducibility.json")
+    path = RunLayout(workdir).reproducibility
+    record = read_json(path)
     if record is None:
-        return [Check(NOTE, "environment", "results/reproducibility.json is absent: nothing to compare")]
+        return [Check(NOTE, "environment", f"{path} is absent: nothing to compare")]
     now = package_versions()
     changed = [f"{k} {record['packages'].get(k)} recorded, {v} here" for k, v in now.items()
                if record["packages"].get(k) not in (None, v)]
@@ -268,7 +267,7 @@ def environment_notes(workdir: Path) -> list[Check]:
 
 def verify(workdir: Path, config_path: Path, retrain: list[int] | None = None) -> list[Check]:
     """Every check, in pipeline order."""
-    from imgclf.config import load_config
+    from imgclf.core.config import load_config
     from imgclf.final import final_seeds
 
     config = load_config(config_path)
@@ -276,7 +275,7 @@ def verify(workdir: Path, config_path: Path, retrain: list[int] | None = None) -
     with tempfile.TemporaryDirectory(prefix="imgclf-verify-") as scratch:
         scratch_path = Path(scratch)
         checks += check_manifests(config, workdir, scratch_path)
-        from imgclf.training import runtime
+        from imgclf.core import runtime
 
         runtime.configure(config["seed"], 1)  # before TensorFlow is imported
         for seed in retrain or []:
@@ -307,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         retrain_worker(workdir, int(args.retrain_worker[0]), Path(args.retrain_worker[1]))
         return 0
     config_path = workdir / args.config
-    if not (workdir / "results").is_dir():
-        print(f"imgclf verify: {workdir / 'results'} is absent: run `dvc pull` (or the pipeline) first",
+    if not RunLayout(workdir).results.is_dir():
+        print(f"imgclf verify: {RunLayout(workdir).results} is absent: run `dvc pull` (or the pipeline) first",
               file=sys.stderr)
         return 2
     try:

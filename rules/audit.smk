@@ -1,13 +1,14 @@
-# Bias audit: the data before training (association with the label, representation
-# per set), and every final model's test predictions by group after the evaluation.
+# Stage audit: the bias audit of the data before training (association of each group with the
+# label, representation per set; it gates every training), and of every final model's test
+# predictions by group after the evaluation (docs/audit.md).
 from imgclf.audit import audit_settings
 
 
 rule audit_data:
     input:
         index="results/data/index.csv",
-        train="results/splits/fold_0/train.csv",
-        val="results/splits/fold_0/val.csv",
+        train=get_fold_manifest(0, "train"),
+        val=get_fold_manifest(0, "val"),
     output:
         audit="results/audit/data.json",
         representation="results/audit/representation.csv",
@@ -23,14 +24,14 @@ rule audit_data:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/audit_data.py"
+        "../scripts/audit/audit_data.py"
 
 
 rule audit_models:
     input:
         predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
         index="results/data/index.csv",
-        train="results/splits/fold_0/train.csv",
+        train=get_fold_manifest(0, "train"),
         data_audit="results/audit/data.json",
     output:
         audit="results/audit/groups.json",
@@ -49,8 +50,8 @@ rule audit_models:
     log:
         "logs/audit/audit_models.log",
     benchmark:
-        "logs/benchmarks/audit/audit_models.tsv"
+        "logs/audit/audit_models.benchmark.tsv"
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/audit_models.py"
+        "../scripts/audit/audit_models.py"

@@ -1,20 +1,28 @@
-# Helper functions of the workflow, named for what they return.
+# Helper functions of the workflow, named for what they return. Every path a job writes is
+# declared in the rules (results/<stage>/..., logs/<stage>/...); the package builds none.
 import sys
 from pathlib import Path
 
-from imgclf.sources import DIGITS_FOLDER
+from imgclf.pipeline import STAGES, stage_names
+
+#: Where the embedded default data is written (export_digits, for data.source digits).
+DIGITS_FOLDER = "results/data/digits"
+#: The test manifest: only rule evaluate_model reads it.
+TEST_MANIFEST = "results/split/test.csv"
+#: Every training, tuning and evaluation job's emissions record (rule carbon_report reads them all).
+EMISSIONS_FILES = ["results/*/**/*emissions.csv"]
 
 
 def get_data_root():
     """The folder the images' paths are relative to."""
-    from imgclf.sources import data_root
+    from imgclf.data import data_root
 
-    return data_root(config["data"])
+    return data_root(config["data"], DIGITS_FOLDER)
 
 
 def get_data_fingerprint():
     """Paths and sizes of the user's images, so that adding one reruns validation."""
-    from imgclf.sources import listing_fingerprint, manifest_fingerprint
+    from imgclf.data import listing_fingerprint, manifest_fingerprint
 
     data = config["data"]
     if data["source"] == "digits":
@@ -52,18 +60,21 @@ def get_validation_input(wildcards):
     return inputs
 
 
+def get_fold_manifest(fold, kind):
+    """The train or val manifest of one fold."""
+    return f"results/split/fold_{fold}/{kind}.csv"
+
+
 def get_fold_manifests(kind):
     """Paths of the train or val manifests of every fold."""
-    return expand(
-        "results/splits/fold_{k}/{kind}.csv",
-        k=range(config["split"]["n_folds"]),
-        kind=kind,
-    )
+    return [get_fold_manifest(k, kind) for k in range(config["split"]["n_folds"])]
 
 
-def get_exploration_manifest(kind):
-    """The train or val manifest of the fold exploration uses."""
-    return f"results/splits/fold_{config['explore']['fold']}/{kind}.csv"
+def get_sealed_test_input():
+    """The split's ``sealed_test`` input when split.sealed_test is set (a retraining), else nothing."""
+    from imgclf.split import sealed_test_input
+
+    return sealed_test_input(config)
 
 
 def get_study(name):
@@ -105,30 +116,34 @@ def get_data_audit_gate():
     return ancient("results/audit/data_audit_passed.json")
 
 
-def get_fold_training_input(train, val):
-    """What every training job reads: the index, its train and val manifests, the images, the
-    data audit's gate, and the probed batch size (when batch_size is auto)."""
+def get_batch_size_probe():
+    """The batch-size probe's record when train.batch_size is auto, else none."""
+    return ["results/explore/batch_size.json"] if config["train"]["batch_size"] == "auto" else []
+
+
+def get_fold_training_input(fold):
+    """What every training job reads: the index, its fold's train and val manifests, the images,
+    the data audit's gate, and the probed batch size (when batch_size is auto)."""
     inputs = {
         "index": "results/data/index.csv",
-        "train": train,
-        "val": val,
+        "train": get_fold_manifest(fold, "train"),
+        "val": get_fold_manifest(fold, "val"),
         "data_root": get_data_root_input(),
         "data_audit": get_data_audit_gate(),
     }
     if config["train"]["batch_size"] == "auto":
-        inputs["batch_size"] = "results/train/batch_size.json"
+        inputs["batch_size"] = "results/explore/batch_size.json"
     return inputs
 
 
-def get_training_input(wildcards):
-    """What a training job reads: index, fold manifests, images, and the probed batch size."""
-    return get_fold_training_input(get_exploration_manifest("train"), get_exploration_manifest("val"))
+def get_exploration_input(wildcards):
+    """What an exploration point reads: the exploration fold (explore.fold)."""
+    return get_fold_training_input(config["explore"]["fold"])
 
 
 def get_tuning_input(wildcards):
     """What tuning reads: the tuning fold, the batch size and the study it builds on."""
-    fold = config["tune"]["fold"]
-    inputs = get_fold_training_input(f"results/splits/fold_{fold}/train.csv", f"results/splits/fold_{fold}/val.csv")
+    inputs = get_fold_training_input(config["tune"]["fold"])
     if config["tune"]["fix_from_study"]:
         inputs["study_summary"] = f"results/explore/{config['tune']['fix_from_study']}/summary.json"
     return inputs
@@ -155,22 +170,6 @@ def get_exploration_output():
     ]
 
 
-def get_final_output():
-    """Everything the default target produces."""
-    return [
-        "results/data/index.csv",
-        "results/data/validation.json",
-        "results/data/validation.md",
-        # Not the test manifest: only the evaluation asks for it.
-        *get_fold_manifests("train"),
-        *get_fold_manifests("val"),
-        "results/splits/split.json",
-        *get_exploration_output(),
-        *get_tuning_output(),
-        *get_evaluation_output(),
-    ]
-
-
 def get_final_seeds():
     """The seeds of the final trainings."""
     from imgclf.final import final_seeds
@@ -178,12 +177,16 @@ def get_final_seeds():
     return final_seeds(config)
 
 
-def get_final_input(wildcards):
-    """What a final training reads: its fold, the batch size and the tuning result."""
+def get_final_fold(wildcards):
+    """The fold a final training uses."""
     from imgclf.final import final_fold
 
-    fold = final_fold(config, int(wildcards.seed))
-    inputs = get_fold_training_input(f"results/splits/fold_{fold}/train.csv", f"results/splits/fold_{fold}/val.csv")
+    return final_fold(config, int(wildcards.seed))
+
+
+def get_final_input(wildcards):
+    """What a final training reads: its fold, the batch size and the tuning result."""
+    inputs = get_fold_training_input(get_final_fold(wildcards))
     if config["tune"]["enabled"]:
         inputs["best_hyperparameters"] = "results/tune/best_hyperparameters.json"
     return inputs
@@ -197,54 +200,91 @@ def get_final_config(wildcards):
     return training_config(config, int(wildcards.seed))
 
 
-def get_final_fold(wildcards):
-    """The fold a final training uses."""
-    from imgclf.final import final_fold
-
-    return final_fold(config, int(wildcards.seed))
-
-
 def get_final_files(filename):
     """One file of every final training, or of every test evaluation."""
     return [filename.format(seed=seed) for seed in get_final_seeds()]
 
 
-def get_evaluation_output():
-    """The final models, their test evaluation, its summary and the deployed model."""
-    return [
-        *get_final_files("results/final/seed_{seed}/model.keras"),
-        *get_final_files("results/evaluate/seed_{seed}/metrics.json"),
-        "results/evaluate/summary.json",
-        "results/evaluate/summary.md",
-        "results/model/model.keras",
-        "results/model/model.json",
-        "results/audit/data.json",
-        "results/audit/groups.json",
-        "results/audit/audit.md",
-        "results/carbon/carbon.json",
-        "results/carbon/carbon.md",
-        "results/report/report.html",
-        "results/reproducibility.json",
-        *get_export_output(),
-    ]
-
-
 def get_export_output():
     """The TFLite files and their measurements (when export.enabled), and the model card."""
-    outputs = ["results/model/model_card.json", "results/model/model_card.md"]
+    outputs = ["results/export/model_card.json", "results/export/model_card.md"]
     if config["export"]["enabled"]:
         outputs += [
-            *expand("results/export/model_{format}.tflite", format=config["export"]["formats"]),
+            *get_tflite_files(),
             "results/export/export.json",
             "results/export/export.md",
         ]
     return outputs
 
 
+def get_tflite_files():
+    """One TFLite file per export.formats entry, in its order."""
+    return [f"results/export/model_{fmt}.tflite" for fmt in config["export"]["formats"]]
+
+
+def get_model_card_input(wildcards):
+    """What the model card reads: the run's summaries, and the export's measurements when
+    export.enabled."""
+    inputs = {
+        "model": "results/evaluate/deployed/model.keras",
+        "deployed": "results/evaluate/deployed/model.json",
+        "evaluation": "results/evaluate/summary.json",
+        "split": "results/split/split.json",
+        "validation": "results/data/validation.json",
+        "audit_data": "results/audit/data.json",
+        "audit_groups": "results/audit/groups.json",
+        "carbon": "results/carbon/carbon.json",
+    }
+    if config["export"]["enabled"]:
+        inputs["export"] = "results/export/export.json"
+    return inputs
+
+
+def get_final_output():
+    """Everything the default target (all) produces."""
+    return [
+        "results/data/index.csv",
+        "results/data/validation.json",
+        "results/data/validation.md",
+        # Not the test manifest: only the evaluation asks for it.
+        *get_fold_manifests("train"),
+        *get_fold_manifests("val"),
+        "results/split/split.json",
+        "results/audit/data.json",
+        *get_exploration_output(),
+        *get_tuning_output(),
+        *get_final_files("results/final/seed_{seed}/model.keras"),
+        *get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        "results/evaluate/summary.json",
+        "results/evaluate/summary.md",
+        "results/evaluate/deployed/model.keras",
+        "results/evaluate/deployed/model.json",
+        "results/audit/groups.json",
+        "results/audit/audit.md",
+        "results/carbon/carbon.json",
+        "results/carbon/carbon.md",
+        *get_export_output(),
+        *get_monitor_output(),
+        *(["results/monitor/summary.md"] if config["monitor"]["batches"] else []),
+        "results/report/report.html",
+        "results/report/reproducibility.json",
+    ]
+
+
+def get_stage_output(stage):
+    """What ``snakemake <stage>`` makes: the stage's files among everything the pipeline makes
+    (its folder results/<stage>/), and for monitor its summary (an error without a batch)."""
+    outputs = [p for p in get_final_output() if p.startswith(f"results/{stage}/")]
+    if stage == "monitor" and not outputs:
+        outputs = ["results/monitor/summary.md"]  # no batch: its job says what to do
+    return outputs
+
+
 def get_tracked_job_outputs():
-    """One output of every job that records its emissions (training, tuning, evaluation)."""
-    outputs = [
-        "results/train/batch_size.json",
+    """One output of every job that records its emissions (probe, exploration, tuning, final
+    trainings, evaluation): the carbon report runs after them all."""
+    return [
+        *get_batch_size_probe(),
         *[
             path
             for study in config["explore"]["studies"]
@@ -254,9 +294,6 @@ def get_tracked_job_outputs():
         *get_final_files("results/final/seed_{seed}/metrics.json"),
         *get_final_files("results/evaluate/seed_{seed}/metrics.json"),
     ]
-    if config["train"]["batch_size"] != "auto":
-        outputs.remove("results/train/batch_size.json")
-    return outputs
 
 
 def warn_if_unsealed():
@@ -273,16 +310,16 @@ def warn_if_unsealed():
 
 def get_class_names():
     """The data's classes, read cheaply at load time (None when unreadable)."""
-    from imgclf.sources import source_class_names
+    from imgclf.data import source_class_names
 
     return source_class_names(config["data"], get_data_root())
 
 
 def print_stage_times():
     """Each stage's job time, from the benchmark files of the last run of each job."""
-    from imgclf.timing import stage_times, stage_times_table
+    from imgclf.core.timing import stage_times, stage_times_table
 
-    print(stage_times_table(stage_times("logs/benchmarks")), file=sys.stderr)
+    print(stage_times_table(stage_times("logs", stage_names())), file=sys.stderr)
 
 
 def get_report_input(wildcards):
@@ -290,7 +327,7 @@ def get_report_input(wildcards):
     studies = [study["name"] for study in config["explore"]["studies"]]
     inputs = {
         "validation": "results/data/validation.json",
-        "split": "results/splits/split.json",
+        "split": "results/split/split.json",
         "representation": "results/audit/representation.csv",
         "samples_plot": "results/report/sample_images.png",
         "study_summaries": [f"results/explore/{s}/summary.json" for s in studies],
@@ -307,14 +344,14 @@ def get_report_input(wildcards):
         "metrics_plot": "results/evaluate/metrics_over_seeds.png",
         "confusion_matrix": "results/evaluate/confusion_matrix.png",
         "mistakes_plot": "results/report/misclassified.png",
-        "model_card": "results/model/model.json",
+        "model_card": "results/evaluate/deployed/model.json",
         "audit_data": "results/audit/data.json",
         "audit_groups": "results/audit/groups.json",
         "audit_plot": "results/audit/group_metrics.png",
         "carbon": "results/carbon/carbon.json",
         "carbon_plot": "results/carbon/energy_per_stage.png",
+        "deployment_card": "results/export/model_card.json",
     }
-    inputs["deployment_card"] = "results/model/model_card.json"
     if config["export"]["enabled"]:
         inputs["export"] = "results/export/export.json"
     if config["monitor"]["batches"]:
@@ -350,7 +387,7 @@ def get_monitor_batch_input(wildcards):
 
 def get_monitor_batch_fingerprint(wildcards):
     """Paths and sizes of a batch's files, so that a changed batch is monitored again."""
-    from imgclf.sources import listing_fingerprint, manifest_fingerprint
+    from imgclf.data import listing_fingerprint, manifest_fingerprint
 
     batch = get_monitor_batch(wildcards.batch)
     path = Path(batch["path"])

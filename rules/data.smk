@@ -1,4 +1,5 @@
-# Data stage: the embedded default data set, and validation of any source.
+# Stage data: the embedded default data set, and validation of any source into the index
+# (docs/data.md). Everything later reads the index and the manifests, never the folder.
 
 
 rule export_digits:
@@ -12,7 +13,7 @@ rule export_digits:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/export_digits.py"
+        "../scripts/data/export_digits.py"
 
 
 rule validate_data:
@@ -30,7 +31,7 @@ rule validate_data:
         # Kept even when validation fails, unlike outputs.
         report="logs/data/validation_report.md",
     benchmark:
-        "logs/benchmarks/validate_data.tsv"
+        "logs/data/validate_data.benchmark.tsv"
     resources:
         # reads and hashes every image: CPUs, no GPU
         mem_mb=8000,
@@ -39,4 +40,4 @@ rule validate_data:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/validate_data.py"
+        "../scripts/data/validate_data.py"

@@ -1,13 +1,13 @@
-# The sealed test evaluation: each final model evaluated once on the test
-# manifest (evaluate_model is the only job that reads results/splits/test.csv),
-# then the seeds aggregated, the targets checked and one model deployed.
+# Stage evaluate: each final model evaluated once on the sealed test set (evaluate_model is
+# the only job that reads the test manifest), then the seeds aggregated, the targets checked
+# and one model deployed (docs/evaluate.md).
 
 
 rule evaluate_model:
     input:
         model="results/final/seed_{seed}/model.keras",
         training="results/final/seed_{seed}/metrics.json",
-        test="results/splits/test.csv",
+        test=TEST_MANIFEST,
         index="results/data/index.csv",
         data_root=get_data_root_input(),
     output:
@@ -16,14 +16,14 @@ rule evaluate_model:
         confusion_matrix="results/evaluate/seed_{seed}/confusion_matrix.png",
     params:
         ece_bins=config["evaluation"]["ece_bins"],
-        # Not outputs: the seal and the event log outlive reruns.
-        seal="results/sealed_test/seed_{seed}.json",
-        events="results/sealed_test/events.jsonl",
-        emissions="results/carbon/jobs/evaluate/seed_{seed}.csv",
+        # Not outputs: the seal and the event log outlive reruns; so does the emissions record.
+        seal="results/evaluate/seal/seed_{seed}.json",
+        events="results/evaluate/seal/events.jsonl",
+        emissions="results/evaluate/seed_{seed}/emissions.csv",
     log:
         "logs/evaluate/seed_{seed}.log",
     benchmark:
-        "logs/benchmarks/evaluate/seed_{seed}.tsv"
+        "logs/evaluate/seed_{seed}.benchmark.tsv"
     resources:
         # prediction on the test set: CPUs are enough
         mem_mb=16000,
@@ -32,7 +32,7 @@ rule evaluate_model:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/evaluate_model.py"
+        "../scripts/evaluate/evaluate_model.py"
 
 
 rule evaluation_summary:
@@ -64,7 +64,7 @@ rule evaluation_summary:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/evaluation_summary.py"
+        "../scripts/evaluate/evaluation_summary.py"
 
 
 rule deploy_model:
@@ -77,12 +77,12 @@ rule deploy_model:
         predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
         summary="results/evaluate/summary.json",
     output:
-        model="results/model/model.keras",
-        card="results/model/model.json",
+        model="results/evaluate/deployed/model.keras",
+        card="results/evaluate/deployed/model.json",
         # The deployed run's, at fixed paths (dvc plots show reads them).
-        history="results/model/history.csv",
-        curves="results/model/curves.png",
-        predictions="results/model/predictions.csv",
+        history="results/evaluate/deployed/history.csv",
+        curves="results/evaluate/deployed/curves.png",
+        predictions="results/evaluate/deployed/predictions.csv",
     params:
         rule=config["evaluation"]["deploy"],
     log:
@@ -91,4 +91,4 @@ rule deploy_model:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/deploy_model.py"
+        "../scripts/evaluate/deploy_model.py"

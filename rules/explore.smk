@@ -1,5 +1,5 @@
-# Exploration stage: the batch-size probe, one job per (scientific, nuisance)
-# point of every study, and a summary per study.
+# Stage explore: the batch-size probe, one job per (scientific, nuisance) point of every study,
+# and a summary per study (docs/explore.md).
 
 
 wildcard_constraints:
@@ -10,17 +10,17 @@ wildcard_constraints:
 rule probe_batch_size:
     input:
         index="results/data/index.csv",
-        train=get_exploration_manifest("train"),
+        train=get_fold_manifest(config["explore"]["fold"], "train"),
         data_audit=get_data_audit_gate(),
     output:
-        batch_size="results/train/batch_size.json",
+        batch_size="results/explore/batch_size.json",
     params:
         # Not an output: an emissions file outlives failed attempts (each adds its row).
-        emissions="results/carbon/jobs/probe_batch_size.csv",
+        emissions="results/explore/batch_size_emissions.csv",
     log:
-        "logs/train/probe_batch_size.log",
+        "logs/explore/probe_batch_size.log",
     benchmark:
-        "logs/benchmarks/probe_batch_size.tsv"
+        "logs/explore/probe_batch_size.benchmark.tsv"
     resources:
         # measures throughput on the hardware the trainings use
         gpu=1,
@@ -30,12 +30,12 @@ rule probe_batch_size:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/probe_batch_size.py"
+        "../scripts/explore/probe_batch_size.py"
 
 
 rule explore_point:
     input:
-        unpack(get_training_input),
+        unpack(get_exploration_input),
     output:
         metrics="results/explore/{study}/{point}/metrics.json",
         history="results/explore/{study}/{point}/history.csv",
@@ -50,11 +50,11 @@ rule explore_point:
         # Not outputs: the resume state must survive a killed job.
         resume_dir="results/explore/{study}/{point}/resume",
         tensorboard_dir="results/explore/{study}/{point}/tensorboard",
-        emissions="results/carbon/jobs/explore/{study}/{point}.csv",
+        emissions="results/explore/{study}/{point}/emissions.csv",
     log:
         "logs/explore/{study}/{point}.log",
     benchmark:
-        "logs/benchmarks/explore/{study}/{point}.tsv"
+        "logs/explore/{study}/{point}.benchmark.tsv"
     resources:
         gpu=1,
         mem_mb=16000,
@@ -63,7 +63,7 @@ rule explore_point:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/explore_point.py"
+        "../scripts/explore/explore_point.py"
 
 
 rule explore_summary:
@@ -94,4 +94,4 @@ rule explore_summary:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/explore_summary.py"
+        "../scripts/explore/explore_summary.py"

@@ -1,5 +1,5 @@
-# Final trainings: the chosen configuration retrained once per seed, each its own
-# job (in parallel locally, on separate GPU nodes on a cluster).
+# Stage final: the chosen configuration retrained once per seed, each its own job (in parallel
+# locally, on separate GPU nodes on a cluster), each behind the seal check (docs/final.md).
 
 
 wildcard_constraints:
@@ -16,14 +16,14 @@ rule check_seal:
     params:
         config=get_final_config,
         # Not an output: the record of the test set's evaluations outlives reruns.
-        seal="results/sealed_test/seed_{seed}.json",
+        seal="results/evaluate/seal/seed_{seed}.json",
     log:
         "logs/final/seed_{seed}.seal_check.log",
     localrule: True
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/check_seal.py"
+        "../scripts/final/check_seal.py"
 
 
 rule final_train:
@@ -51,14 +51,15 @@ rule final_train:
     params:
         config=get_final_config,
         fold=get_final_fold,
-        # Not outputs: the resume state must survive a killed job.
+        # Not outputs: the resume state must survive a killed job; the emissions record keeps
+        # every attempt.
         resume_dir="results/final/seed_{seed}/resume",
         tensorboard_dir="results/final/seed_{seed}/tensorboard",
-        emissions="results/carbon/jobs/final/seed_{seed}.csv",
+        emissions="results/final/seed_{seed}/emissions.csv",
     log:
         "logs/final/seed_{seed}.log",
     benchmark:
-        "logs/benchmarks/final/seed_{seed}.tsv"
+        "logs/final/seed_{seed}.benchmark.tsv"
     resources:
         gpu=1,
         mem_mb=16000,
@@ -67,4 +68,4 @@ rule final_train:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/final_train.py"
+        "../scripts/final/final_train.py"

@@ -1,5 +1,6 @@
-# Drift monitoring after deployment: each batch of new images (monitor.batches) against
-# the deployed model's reference. `snakemake monitor` (make monitor BATCH=folder) runs it.
+# Stage monitor: drift monitoring after deployment: each batch of new images (monitor.batches)
+# against the deployed model's reference. `snakemake monitor` (make monitor BATCH=folder) runs
+# it (docs/monitor.md).
 
 
 wildcard_constraints:
@@ -8,8 +9,8 @@ wildcard_constraints:
 
 rule monitor_reference:
     input:
-        model="results/model/model.keras",
-        card="results/model/model.json",
+        model="results/evaluate/deployed/model.keras",
+        card="results/evaluate/deployed/model.json",
         index="results/data/index.csv",
         # The deployed model's fold is read from its card: every fold's manifests are inputs.
         train=get_fold_manifests("train"),
@@ -25,7 +26,7 @@ rule monitor_reference:
     log:
         "logs/monitor/reference.log",
     benchmark:
-        "logs/benchmarks/monitor/reference.tsv"
+        "logs/monitor/reference.benchmark.tsv"
     resources:
         mem_mb=8000,
         runtime=60,
@@ -33,14 +34,14 @@ rule monitor_reference:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/monitor_reference.py"
+        "../scripts/monitor/monitor_reference.py"
 
 
 rule monitor_batch:
     input:
         unpack(get_monitor_batch_input),
-        model="results/model/model.keras",
-        card="results/model/model.json",
+        model="results/evaluate/deployed/model.keras",
+        card="results/evaluate/deployed/model.json",
         reference_statistics="results/monitor/_reference/image_statistics.csv",
         reference_embeddings="results/monitor/_reference/embeddings.npz",
         reference_predictions="results/monitor/_reference/predictions.csv",
@@ -67,7 +68,7 @@ rule monitor_batch:
     log:
         "logs/monitor/{batch}.log",
     benchmark:
-        "logs/benchmarks/monitor/{batch}.tsv"
+        "logs/monitor/{batch}.benchmark.tsv"
     resources:
         mem_mb=8000,
         runtime=60,
@@ -75,13 +76,14 @@ rule monitor_batch:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/monitor_batch.py"
+        "../scripts/monitor/monitor_batch.py"
 
 
-rule monitor:
+rule monitor_summary:
     input:
         reports=get_monitor_output(),
-        html="results/report/report.html",
+    output:
+        summary="results/monitor/summary.md",
     params:
         batches=list(config["monitor"]["batches"]),
     log:
@@ -90,4 +92,4 @@ rule monitor:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/monitor_summary.py"
+        "../scripts/monitor/monitor_summary.py"

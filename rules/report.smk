@@ -1,38 +1,13 @@
-# What a reviewer reads: the carbon and water report over every job, and one
-# self-contained HTML report of the whole run.
-
-
-rule carbon_report:
-    input:
-        # The jobs that record emissions: the report follows them.
-        trainings=get_tracked_job_outputs(),
-        evaluation="results/evaluate/summary.json",
-    output:
-        summary="results/carbon/carbon.json",
-        markdown="results/carbon/carbon.md",
-        plot=report(
-            "results/carbon/energy_per_stage.png",
-            caption="../report/figure.rst",
-            category="7. Carbon and water",
-        ),
-    params:
-        jobs_dir="results/carbon/jobs",
-        carbon=config["carbon"],
-    log:
-        "logs/report/carbon_report.log",
-    localrule: True
-    conda:
-        "../envs/data.yaml"
-    script:
-        "../scripts/carbon_report.py"
+# Stage report: what a reviewer reads: one self-contained HTML report of the whole run, its
+# image galleries, and the reproducibility record (docs/report.md).
 
 
 rule report_galleries:
     input:
         index="results/data/index.csv",
-        train=get_exploration_manifest("train"),
+        train=get_fold_manifest(config["explore"]["fold"], "train"),
         predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
-        model_card="results/model/model.json",
+        model_card="results/evaluate/deployed/model.json",
         data_root=get_data_root_input(),
     output:
         samples_plot=report(
@@ -54,10 +29,10 @@ rule report_galleries:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/report_galleries.py"
+        "../scripts/report/report_galleries.py"
 
 
-rule report:
+rule report_html:
     input:
         unpack(get_report_input),
     output:
@@ -71,12 +46,12 @@ rule report:
         config=config,
         workflow_dir=workflow.basedir,
     log:
-        "logs/report/report.log",
+        "logs/report/report_html.log",
     localrule: True
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/report.py"
+        "../scripts/report/report_html.py"
 
 
 rule reproducibility_record:
@@ -86,7 +61,7 @@ rule reproducibility_record:
         finals=get_final_files("results/final/seed_{seed}/metrics.json"),
         evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
     output:
-        record="results/reproducibility.json",
+        record="results/report/reproducibility.json",
     params:
         config=config,
         workflow_dir=workflow.basedir,
@@ -96,4 +71,4 @@ rule reproducibility_record:
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/reproducibility_record.py"
+        "../scripts/report/reproducibility_record.py"

@@ -1,26 +1,17 @@
-# Split stage: fold manifests written once from the index; every later stage
-# reads them, never the image folder.
-
-
-from imgclf.errors import ConfigError
-from imgclf.split import check_sealed_test, sealed_test_input
-
-try:
-    check_sealed_test(config, written="results/splits/test.csv")
-except ConfigError as error:
-    sys.exit(f"imgclf: {error}")
+# Stage split: the sealed test set and the fold manifests, written once from the index; every
+# later stage reads them, never the image folder (docs/split.md).
 
 
 rule split_data:
     input:
         index="results/data/index.csv",
         # split.sealed_test, when set: a change of the sealed manifest reruns the split.
-        **sealed_test_input(config),
+        **get_sealed_test_input(),
     output:
-        test="results/splits/test.csv",
+        test=TEST_MANIFEST,
         train=get_fold_manifests("train"),
         val=get_fold_manifests("val"),
-        summary="results/splits/split.json",
+        summary="results/split/split.json",
     params:
         # Declared so that a change of these reruns the split.
         split=config["split"],
@@ -28,10 +19,10 @@ rule split_data:
         near_duplicate_max_distance=config["validation"]["near_duplicate_max_distance"],
     localrule: True
     log:
-        "logs/splits/split_data.log",
+        "logs/split/split_data.log",
     benchmark:
-        "logs/benchmarks/split_data.tsv"
+        "logs/split/split_data.benchmark.tsv"
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/split_data.py"
+        "../scripts/split/split_data.py"

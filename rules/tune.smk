@@ -1,7 +1,7 @@
-# Tuning stage: Bayesian optimisation (Keras Tuner) on one fold, after exploration.
+# Stage tune: Bayesian optimisation (Keras Tuner) on one fold, after exploration (docs/tune.md).
 
 
-rule tune:
+rule tune_search:
     input:
         unpack(get_tuning_input),
     output:
@@ -17,14 +17,15 @@ rule tune:
             "results/tune/top_trials_curves.png", caption="../report/curves.rst", category="3. Tuning"
         ),
     params:
-        # Not an output: Keras Tuner's state, kept so that a killed search resumes.
+        # Not outputs: Keras Tuner's state, kept so that a killed search resumes, and the
+        # emissions record of every attempt.
         tuner_dir="results/tune/keras_tuner",
-        emissions="results/carbon/jobs/tune.csv",
+        emissions="results/tune/emissions.csv",
         settings=lambda wildcards: {k: config[k] for k in ("tune", "train", "model", "seed")},
     log:
-        "logs/tune/tune.log",
+        "logs/tune/tune_search.log",
     benchmark:
-        "logs/benchmarks/tune.tsv"
+        "logs/tune/tune_search.benchmark.tsv"
     resources:
         # every trial, one after the other, each in a child process
         gpu=1,
@@ -34,4 +35,4 @@ rule tune:
     conda:
         "../envs/train.yaml"
     script:
-        "../scripts/tune.py"
+        "../scripts/tune/tune_search.py"

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny image folders made by the tests themselves."""
+"""Shared fixtures: tiny image folders made by the tests themselves, and the workflow runs every
+stage's workflow tests share (session-scoped: each runs once per test session)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,10 +134,10 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.C
 @pytest.fixture(scope="module")
 def fold(tmp_path_factory):
     """Three classes of 16 tiny images, validated and split: the fold-0 manifests."""
-    from imgclf.config import validate_config
-    from imgclf.data import validate_source
-    from imgclf.io import write_csv
-    from imgclf.split import SplitOptions, make_split
+    from imgclf.core.config import validate_config
+    from imgclf.data.index import validate_source
+    from imgclf.core.io import write_csv
+    from imgclf.split.folds import SplitOptions, make_split
     from imgclf.training.run import TrainingInputs
 
     base = tmp_path_factory.mktemp("data")
@@ -149,3 +151,79 @@ def fold(tmp_path_factory):
     write_csv(base / "train.csv", train)
     write_csv(base / "val.csv", val)
     return TrainingInputs(base / "index.csv", base / "train.csv", base / "val.csv", root)
+
+
+# -- the real Snakefile, run once per session for every stage's workflow tests ---------------
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+#: Targets of the tests about data and split: the default target would train.
+UNTIL_SPLIT = ("results/data/validation.md", "results/split/split.json")
+
+SPLIT_FILES = ["test.csv", "split.json"] + [f"fold_{k}/{s}.csv" for k in range(3) for s in ("train", "val")]
+
+
+def jobs_run(log: str) -> set[str]:
+    """Rule names in Snakemake's "Job stats" table."""
+    table = log.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
+
+
+def snapshot(workdir: Path) -> dict[str, bytes]:
+    return {name: (workdir / "results" / "split" / name).read_bytes() for name in SPLIT_FILES}
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """The default digits data through validation and split, run twice from scratch."""
+    runs = []
+    for name in ("first", "second"):
+        workdir = tmp_path_factory.mktemp(name)
+        config = write_config(workdir, {"data": {"source": "digits", "digits": {"size": 16},
+                                                 "image_size": [16, 16]}, "split": {"n_folds": 3},
+                                        "explore": {"studies": []}})
+        result = run_snakemake(workdir, *UNTIL_SPLIT, "--configfile", str(config))
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(workdir)
+    return runs
+
+
+PIPELINE_CONFIG = {
+    "data": {"source": "digits", "digits": {"size": 16}, "image_size": [16, 16]},
+    "split": {"n_folds": 2},
+    "train": {"batch_size": 32, "epochs": 1, "tensorboard_histogram_freq": 0},
+    "explore": {"studies": [{"name": "opt", "question": "Which optimizer?",
+                             "scientific": {"train.optimizer": ["adam", "sgd"]},
+                             "nuisance": {"train.learning_rate": [0.01]}}]},
+    "tune": {"enabled": True, "max_trials": 2, "epochs": 1, "data_fraction": 0.5,
+             "fix_from_study": "opt",
+             "search_space": [{"name": "model.dropout", "type": "float", "min": 0.0, "max": 0.5}]},
+    "final": {"n_seeds": 2, "folds": "rotate"},
+    "targets": [{"metric": "accuracy", "min": 0.2}, {"metric": "ece", "max": 0.0}],
+    "export": {"latency_runs": 10, "representative_images": 50},
+}
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """The whole default target on tiny digits: exploration, tuning, 2 final seeds, evaluation."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    config = write_config(workdir, PIPELINE_CONFIG)
+    result = run_snakemake(workdir, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, config, result.stderr
+
+
+def job_inputs(log: str) -> list[tuple[str, list[str]]]:
+    """(rule, input files) of every job in a Snakemake log (jobs started together share a block)."""
+    jobs: list[tuple[str, list[str]]] = []
+    for line in log.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("rule", "localrule") and line.rstrip().endswith(":"):
+            jobs.append((words[1].rstrip(":"), []))
+        elif jobs and line.startswith("    input:") and not jobs[-1][1]:
+            jobs[-1][1].extend(p.strip() for p in line.split(":", 1)[1].split(",") if p.strip())
+    return jobs

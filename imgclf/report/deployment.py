@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgclf.export_formats import FORMATS
+from imgclf.export import FORMATS
 from imgclf.report.html_parts import esc, figure, fmt, table
 
 
@@ -49,12 +49,18 @@ def drift_section(drifts: list[dict[str, Any]], plots: list[str], alpha: float) 
     return "".join(blocks)
 
 
-def export_section(export: dict[str, Any] | None, card: dict[str, Any] | None) -> str:
-    """The TFLite files against the Keras model, and the model card's intended use and limitations."""
+def export_section(export: dict[str, Any] | None, card: dict[str, Any] | None, card_path: str | None = None) -> str:
+    """The TFLite files against the Keras model, and the model card's intended use and limitations.
+
+    Args:
+        export: The export's measurements (None when off). card: The model card.
+        card_path: The model card's JSON file, as the rule names it (its Markdown lies beside it).
+    """
     parts = []
     if card:
         details = card["model_details"]
-        parts.append(f"<p>Model card: <code>results/model/model_card.md</code> (and <code>.json</code>): "
+        where = f"<code>{esc(card_path)}</code> (and its <code>.md</code>)" if card_path else "the model card"
+        parts.append(f"<p>Model card: {where}: "
                      f"{esc(details['name'])}, seed {esc(details['deployed_seed'])}, sha256 "
                      f"<code>{esc(details['sha256'][:16])}</code>.</p><p><b>Intended use.</b> "
                      f"{esc(card['intended_use']['description'])} <b>Out of scope:</b> "

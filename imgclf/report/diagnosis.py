@@ -1,4 +1,4 @@
-"""A diagnosis of each final run, in the order of PRACTICES.md section 2.
+"""A diagnosis of each final run, in the order of docs/practices.md section 2.
 
 When a model underperforms, check, from the most to the least impact: the data
 (image quality, variety, labels, balance), underfitting, overfitting, then the
@@ -28,7 +28,7 @@ EXPLODED_CHANGE = 10.0  # relative weight change above which a layer "blew up"
 ORDER = ("data", "underfitting", "overfitting", "updates")
 
 ACTIONS = {
-    "data": "Fix the data first (PRACTICES.md section 2, step 2): see the validation and audit findings; "
+    "data": "Fix the data first (docs/practices.md section 2, step 2): see the validation and audit findings; "
             "check image quality, label quality, variety and class balance, or gather more data.",
     "underfitting": "Underfitting (step 4): use a bigger network (more filters or layers, a larger input size, "
                     "a pretrained backbone), train longer, or raise the learning rate.",
@@ -36,7 +36,7 @@ ACTIONS = {
                    "(early stopping on the validation loss); more data helps most.",
     "overconfident": "The validation loss rises while the validation accuracy still improves: the model grows "
                      "overconfident rather than worse. Train longer with more patience (early stopping on "
-                     "val_accuracy), not with more regularisation (PRACTICES.md section 7's worked example).",
+                     "val_accuracy), not with more regularisation (docs/practices.md section 7's worked example).",
     "exploded": "The updates explode (step 6, the learning rate first): lower the learning rate (by 3 to 10 times), "
                 "and check the input normalisation.",
     "frozen": "The weights do not move: check that the layers are trainable and the learning rate is not tiny; "
@@ -44,7 +44,7 @@ ACTIONS = {
     "hyperparameters": "No data, fitting or update problem found: tune the other hyperparameters by decreasing "
                        "influence (the learning rate, then the optimizer and its parameters, then the rest).",
     "met": "The targets are met and no problem was found: deploy the chosen model, and watch for drift "
-           "(PRACTICES.md section 9).",
+           "(docs/practices.md section 9).",
 }
 
 
@@ -175,7 +175,7 @@ def diagnose_run(history: pd.DataFrame, changes: list[dict[str, Any]], targets: 
         targets_met: Whether the targets are met over the seeds (None: no targets).
 
     Returns:
-        ``findings`` in the order of PRACTICES.md section 2 (data, underfitting,
+        ``findings`` in the order of docs/practices.md section 2 (data, underfitting,
         overfitting, updates), ``next_action`` and ``reason`` (which finding decided it).
     """
     findings = data + fitting_findings(history, targets) + update_findings(history, changes)

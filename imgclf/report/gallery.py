@@ -1,7 +1,12 @@
-"""Image grids for the report: random samples per class (PRACTICES.md section 10: look at
+"""Image grids for the report: random samples per class (docs/practices.md section 10: look at
 the data with its labels), and the misclassified test images the model was surest of."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from pathlib import Path
 
@@ -41,7 +46,7 @@ def sample_per_class(manifest: pd.DataFrame, per_class: int, seed: int) -> pd.Da
     return pd.concat(parts, ignore_index=True) if parts else manifest.head(0)
 
 
-def plot_class_samples(samples: pd.DataFrame, data_root: str | Path, path: str | Path, per_class: int) -> None:
+def plot_class_samples(samples: pd.DataFrame, data_root: str | Path, per_class: int) -> "Figure":
     """One row per class, ``per_class`` images each, the label on the left."""
     classes = list(dict.fromkeys(samples["label"].astype(str)))
     rows, cols = max(1, len(classes)), max(1, per_class)
@@ -60,8 +65,8 @@ def plot_class_samples(samples: pd.DataFrame, data_root: str | Path, path: str |
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle("Random training images per class, with their labels", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    fig.set_dpi(90)
+    return fig
 
 
 def confident_mistakes(predictions: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -70,7 +75,7 @@ def confident_mistakes(predictions: pd.DataFrame, n: int) -> pd.DataFrame:
     return wrong.sort_values(["confidence", "path"], ascending=[False, True]).head(n).reset_index(drop=True)
 
 
-def plot_mistakes(mistakes: pd.DataFrame, data_root: str | Path, path: str | Path, title: str) -> None:
+def plot_mistakes(mistakes: pd.DataFrame, data_root: str | Path, title: str) -> "Figure":
     """The mistakes in a grid: true and predicted class, and the confidence, under each image."""
     n = len(mistakes)
     cols = min(6, max(n, 1))
@@ -89,5 +94,5 @@ def plot_mistakes(mistakes: pd.DataFrame, data_root: str | Path, path: str | Pat
         axes[0, 0].text(0.5, 0.5, "no misclassified test image", ha="center", va="center")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    fig.set_dpi(90)
+    return fig

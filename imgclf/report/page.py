@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from imgclf.config import config_sha256 as config_hash
+from imgclf.core.config import config_sha256 as config_hash
 from imgclf.report.deployment import drift_section, export_section
-from imgclf.io import read_json
+from imgclf.core.io import read_json
 from imgclf.report.html_parts import as_list, esc, figure, fmt, table, verdict
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, OVERFIT_EPOCHS, OVERFIT_GAP, OVERFIT_RISE,
                                      changes_from_weight_samples, data_findings, diagnose_run)
@@ -184,7 +184,7 @@ def _tuning(ctx: dict[str, Any]) -> str:
 def _training(ctx: dict[str, Any]) -> str:
     rows, parts = [], []
     chosen = (ctx["model"] or {}).get("chosen", {}).get("seed")
-    thresholds = (f"<p class='note'>Checks, in the order of PRACTICES.md section 2: data (validation warnings "
+    thresholds = (f"<p class='note'>Checks, in the order of docs/practices.md section 2: data (validation warnings "
                   f"and bias-audit findings); underfitting (the best training accuracy below the accuracy target); "
                   f"overfitting (validation loss {100 * OVERFIT_RISE:.0f}% above its minimum at the end, reached at "
                   f"least {OVERFIT_EPOCHS} epochs before, while the training loss fell, or training accuracy "
@@ -323,7 +323,8 @@ def _environment(ctx: dict[str, Any]) -> str:
 
 RENDERERS = {"summary": _summary, "config": _config, "data": _data, "split": _split, "exploration": _exploration,
              "tuning": _tuning, "training": _training, "test": _test, "audit": _audit, "carbon": _carbon,
-             "deployment": lambda ctx: export_section(ctx["export"], ctx["deployment_card"]),
+             "deployment": lambda ctx: export_section(ctx["export"], ctx["deployment_card"],
+                                                 ctx["inputs"].get("deployment_card")),
              "drift": lambda ctx: drift_section(ctx["drifts"], as_list(ctx["inputs"].get("drift_plots")),
                                                 ctx["config"]["monitor"]["alpha"]),
              "environment": _environment}
@@ -338,7 +339,7 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
         inputs: Paths by name (Snakemake's named inputs): single paths, or lists for
             per-study and per-seed files, in matching orders.
         config: The validated config.
-        environment: Packages, hardware and git state (:mod:`imgclf.report.environment`).
+        environment: Packages, hardware and git state (:mod:`imgclf.core.environment`).
         generated: When the report is made (ISO time).
     """
     evaluation = read_json(inputs.get("evaluation"))

@@ -17,15 +17,15 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pandas as pd
 
-from imgclf.errors import ImgclfError
-from imgclf.io import write_csv, write_json
+from imgclf.core.errors import ImgclfError
+from imgclf.core.io import write_csv, write_json
+from imgclf.training.files import RunFiles  # noqa: F401  (re-exported: the loop's own type)
 from imgclf.training.models import freeze_backbone, get_backbone, unfreeze_top, weight_layers
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
@@ -49,18 +49,6 @@ def make_optimizer(train: dict[str, Any], learning_rate: float) -> keras.optimiz
 def compile_model(model: keras.Model, train: dict[str, Any], learning_rate: float) -> None:
     model.compile(optimizer=make_optimizer(train, learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-
-
-@dataclass
-class RunFiles:
-    """Where a run writes (declared by the rule, never built here)."""
-
-    history: Path
-    best_weights: Path
-    weight_samples: Path
-    resume_dir: Path
-    tensorboard_dir: Path | None = None
-    model: Path | None = None  # the whole model (.keras) with its best weights, when wanted
 
 
 @dataclass
@@ -100,8 +88,10 @@ class _Recorder(keras.callbacks.Callback):
     """History rows, best checkpoint and weight samples; saves resume state."""
 
     def __init__(self, files: RunFiles, monitor: str, mode: str, phase: int, layers: list,
-                 state: dict[str, Any], fingerprint: str, stateful: list, seed: int) -> None:
+                 state: dict[str, Any], fingerprint: str, stateful: list, seed: int,
+                 last_epoch: int = 0, log: Any = None) -> None:
         super().__init__()
+        self.last_epoch, self.log, self.started = last_epoch, log, time.monotonic()
         self.files, self.monitor, self.mode, self.phase = files, monitor, mode, phase
         self.layers = layers
         self.state = state
@@ -149,6 +139,7 @@ class _Recorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -170,6 +161,11 @@ class _Recorder(keras.callbacks.Callback):
         self.state["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         save_resume_state(self.files, self.model, self.state, self.fingerprint)
         write_csv(self.files.history, pd.DataFrame(self.state["rows"]))
+        if self.log:  # how far the job is: one line per epoch
+            shown = ", ".join(f"{k} {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                              if k in row)
+            self.log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.last_epoch, shown,
+                          time.monotonic() - self.started)
 
 
 def _jsonable(value: Any) -> Any:
@@ -299,7 +295,8 @@ def train(
         finite = _FiniteLoss()
         recorder = _Recorder(files, monitor, mode, phase, weight_layers(model), state, fingerprint,
                              [("early_stopping", early, ["wait", "best", "best_epoch"]),
-                              ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"])], seed)
+                              ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"])], seed,
+                             end_epoch, log)
         if resuming and state.get("learning_rate"):
             model.optimizer.learning_rate.assign(state["learning_rate"])
         callbacks: list[keras.callbacks.Callback] = [finite]

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from imgclf.errors import ImgclfError
+from imgclf.core.errors import ImgclfError
 
 
 @keras.saving.register_keras_serializable(package="imgclf")
@@ -48,7 +48,7 @@ BACKBONE_NAME = "backbone"
 
 
 def _set_bn_momentum(model: keras.Model, momentum: float) -> None:
-    # FACTS.md: with Keras's 0.99/0.999 the moving statistics never settle on
+    # Measured here (docs/final.md): with Keras's 0.99/0.999 the moving statistics never settle on
     # small data sets and validation stays at chance.
     for layer in _all_layers(model):
         if isinstance(layer, layers.BatchNormalization):
@@ -201,7 +201,7 @@ def weight_layers(model: keras.Model, n_first: int = 2, n_last_backbone: int = 2
 
     The first layers with a kernel (generic features), the last layers of the
     backbone (task-specific features) and the head (dense and classifier):
-    the layers PRACTICES.md compares in its weight-histogram figures.
+    the layers the worked example of docs/practices.md section 7 compares in its weight histograms.
     """
     backbone = get_backbone(model)
     body = backbone.layers if backbone is not None else model.layers

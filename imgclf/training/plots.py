@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 import json
 from pathlib import Path
 
@@ -13,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def plot_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> None:
+def plot_curves(history: pd.DataFrame, title: str = "") -> "Figure":
     """Loss and accuracy, train vs validation, with learning-rate reductions and phases marked."""
     metrics = [m for m in ("loss", "accuracy") if m in history.columns]
     fig, axes = plt.subplots(1, len(metrics) or 1, figsize=(5.5 * max(len(metrics), 1), 3.8), squeeze=False)
@@ -41,17 +46,16 @@ def plot_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Non
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.set_dpi(100)
+    return fig
 
 
-def plot_curve_columns(columns: list[tuple[str, pd.DataFrame]], path: str | Path) -> None:
+def plot_curve_columns(columns: list[tuple[str, pd.DataFrame]]) -> "Figure":
     """Several runs side by side: one column per run, loss above accuracy, train vs validation.
 
     Args:
         columns: (title, history) per run; a history has ``epoch``, ``loss``,
             ``accuracy`` and their ``val_`` counterparts.
-        path: The PNG to write.
     """
     n = max(len(columns), 1)
     fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6), squeeze=False)
@@ -68,8 +72,8 @@ def plot_curve_columns(columns: list[tuple[str, pd.DataFrame]], path: str | Path
             if row == 0:
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.set_dpi(100)
+    return fig
 
 
 def load_weight_samples(path: str | Path) -> tuple[dict[str, dict[int, np.ndarray]], list[dict]]:
@@ -85,7 +89,7 @@ def load_weight_samples(path: str | Path) -> tuple[dict[str, dict[int, np.ndarra
     return samples, changes
 
 
-def plot_weight_histograms(weight_samples: str | Path, path: str | Path, title: str = "") -> None:
+def plot_weight_histograms(weight_samples: str | Path, title: str = "") -> "Figure":
     """Per-layer weight histograms over epochs (one panel per layer and kind).
 
     Each panel stacks the histogram of every epoch, from the initial weights
@@ -125,5 +129,5 @@ def plot_weight_histograms(weight_samples: str | Path, path: str | Path, title: 
     fig.colorbar(sm, ax=axes.ravel().tolist(), label="epoch (0 = initial)", shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.set_dpi(100)
+    return fig

@@ -1,6 +1,6 @@
 """Loading a saved final model and predicting a manifest's images.
 
-Call :func:`imgclf.training.runtime.configure` before importing this module
+Call :func:`imgclf.core.runtime.configure` before importing this module
 (it imports TensorFlow).
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from imgclf.errors import ImgclfError
+from imgclf.core.errors import ImgclfError
 from imgclf.training import models  # noqa: F401  (registers the custom layers for loading)
 from imgclf.training.inputs import Manifest, make_dataset
 

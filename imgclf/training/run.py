@@ -1,33 +1,23 @@
 """One training run from fold manifests: what a training rule calls.
 
-Call :func:`imgclf.training.runtime.configure` before importing this module
+Call :func:`imgclf.core.runtime.configure` before importing this module
 (it imports TensorFlow).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from imgclf.io import read_index
+from imgclf.core.io import read_index
 from imgclf.training.inputs import (augmentation_layers, class_weights, infer_channels, make_dataset,
                                     read_manifest)
-from imgclf.training.loop import RunFiles, train
+from imgclf.training.files import RunFiles, TrainingInputs
+from imgclf.training.loop import train
 from imgclf.training.models import build_model
-from imgclf.training.runtime import set_precision, visible_gpus
-
-
-@dataclass
-class TrainingInputs:
-    """The files a training run reads."""
-
-    index: Path
-    train_manifest: Path
-    val_manifest: Path
-    data_root: Path
+from imgclf.core.runtime import set_precision, visible_gpus
 
 
 def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles, batch_size: int,
@@ -49,7 +39,7 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
         ImgclfError: Bad manifests (missing or changed images), unusable model settings,
             or a diverged run when ``train.on_divergence`` is fail.
     """
-    from imgclf.errors import ImgclfError
+    from imgclf.core.errors import ImgclfError
 
     index = read_index(inputs.index)
     class_names = sorted(index["label"].unique())
@@ -102,3 +92,23 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
         "parameters": int(model.count_params()),
         "precision": precision,
     }
+
+
+def run_outputs(metrics: dict[str, Any], files: RunFiles, title: str, name: str, log: Any) -> dict[str, Any]:
+    """What every training job writes once its run is over: the curves, the weight histograms and,
+    last, the metrics (by the rules' output names); its outcome is logged.
+
+    Args:
+        metrics: :func:`run_training`'s metrics, completed by the job.
+        files: The run's files (its history and weight samples are read).
+        title: The figures' title. name: The run's name in the log.
+        log: The job's logger.
+    """
+    from imgclf.training.plots import plot_curves, plot_weight_histograms
+
+    if metrics["status"] == "diverged":
+        log.warning("%s", metrics["message"])
+    log.info("%s: %s, best epoch %s, %s = %s", name, metrics["status"], metrics["best_epoch"], metrics["monitor"],
+             metrics["best_value"])
+    return {"curves": plot_curves(pd.read_csv(files.history), title),
+            "weight_histograms": plot_weight_histograms(files.weight_samples, title), "metrics": metrics}

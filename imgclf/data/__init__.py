@@ -1,0 +1,17 @@
+"""The data stage: list the configured source, inspect and validate every image, write the index
+(docs/data.md)."""
+
+from imgclf.core.lazy import lazy_interface
+
+_INTERFACE = {
+    "digits": ["digit_images", "write_digit_folder"],
+    "imagefile": ["IMAGE_EXTENSIONS", "InspectOptions"],
+    "index": ["RESERVED_COLUMNS", "validate_source"],
+    "jobs": ["validate_data"],
+    "phash": ["near_duplicate_pairs"],
+    "sources": ["Rejected", "data_root", "list_image_folder", "list_manifest", "listing_fingerprint",
+        "manifest_fingerprint", "read_user_csv", "source_class_names"],
+    "validation": ["FILE_PROBLEMS", "INDEX_COLUMNS", "ProgressCallback", "ValidationOptions",
+        "inspect_files", "raise_on_errors"],
+}
+__all__, __getattr__ = lazy_interface(__name__, _INTERFACE)

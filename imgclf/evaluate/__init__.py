@@ -1,0 +1,12 @@
+"""The evaluation stage: the sealed test set evaluated once per final model, the targets, the
+deployed model (docs/evaluate.md)."""
+
+from imgclf.core.lazy import lazy_interface
+
+_INTERFACE = {
+    "jobs": ["deploy_model", "evaluation_summary"],
+    "metrics": ["check_target_definitions", "classification_metrics", "flatten_metrics"],
+    "seal": ["SealedTestError", "check_seal", "read_seal"],
+    "tf_jobs": ["evaluate_model"],
+}
+__all__, __getattr__ = lazy_interface(__name__, _INTERFACE)

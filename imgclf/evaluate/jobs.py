@@ -1,0 +1,113 @@
+"""The evaluate stage's jobs that need no TensorFlow: what their scripts call (one function per rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imgclf.core.io import read_index, read_json
+from imgclf.evaluate.metrics import (
+    GLOBAL_METRICS,
+    choose_deployed,
+    evaluation_markdown,
+    flatten_metrics,
+    headline_metrics,
+    summarize_evaluation,
+)
+from imgclf.evaluate.plots import plot_confusion_matrix, plot_metrics_over_seeds
+
+#: The metrics a seal, a deployed model's card and the log quote.
+HEADLINE = ("n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
+
+
+def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, targets: list[dict[str, Any]],
+                       confidence: float, log: logging.Logger) -> dict[str, Any]:
+    """Rule evaluation_summary: the test metrics over seeds (mean, std, interval) and the targets.
+
+    Returns:
+        ``summary``, ``headline`` (the figures ``dvc metrics`` shows), ``markdown``, ``per_seed``,
+        ``confusion_matrix`` (summed over the models) and ``metrics_plot``.
+    """
+    per_seed = {}
+    for path in evaluations:
+        evaluation = read_json(path)
+        per_seed[evaluation["seed"]] = evaluation
+    classes = sorted(read_index(index)["label"].unique())
+    summary = summarize_evaluation(per_seed, targets, classes, confidence)
+    rows = [{"seed": seed, "fold": e["fold"], **flatten_metrics(e["metrics"])} for seed, e in sorted(per_seed.items())]
+    shown = list(GLOBAL_METRICS[:3]) + [t["metric_name"] for t in summary["targets"]
+                                        if t["metric_name"] not in GLOBAL_METRICS[:3]]
+    _log_summary(summary, len(per_seed), log)
+    return {
+        "summary": summary, "headline": headline_metrics(summary), "markdown": evaluation_markdown(summary),
+        "per_seed": pd.DataFrame(rows),
+        "confusion_matrix": plot_confusion_matrix(summary["confusion_matrix"], classes,
+                                                  f"test set, summed over {len(per_seed)} final models"),
+        "metrics_plot": plot_metrics_over_seeds(summary["aggregate"], shown, summary["targets"]),
+    }
+
+
+def _log_summary(summary: dict[str, Any], n_seeds: int, log: logging.Logger) -> None:
+    accuracy = summary["aggregate"]["accuracy"]
+
+    def fmt(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "n/a"
+
+    log.info("test accuracy over %d seeds: mean %.4f, std %s, %.0f%% interval [%s, %s]", n_seeds,
+             accuracy["mean"], fmt(accuracy["std"]), 100 * summary["confidence"], fmt(accuracy["low"]),
+             fmt(accuracy["high"]))
+    for target in summary["targets"]:
+        log.info("target %s (min %s, max %s): mean %s -> %s; with confidence: %s", target["metric_name"],
+                 target.get("min"), target.get("max"), target.get("mean"),
+                 "MET" if target["met"] else "NOT MET", target["met_with_confidence"])
+    if summary["reevaluations"]:
+        log.warning("the sealed test set was evaluated again after changes for seeds %s (see summary.md)",
+                    [e["seed"] for e in summary["reevaluations"]])
+
+
+def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: Sequence[str],
+                 histories: Sequence[str], curves: Sequence[str], predictions: Sequence[str], summary: str | Path,
+                 rule: str, log: logging.Logger) -> dict[str, Any]:
+    """Rule deploy_model: choose one final model on validation (``evaluation.deploy``), never on
+    the test set, and copy it with its run's curves and test predictions.
+
+    Args:
+        models, trainings, evaluations, histories, curves, predictions: One file per final model,
+            in the same seed order.
+        summary: The test summary. rule: ``evaluation.deploy``.
+        log: The job's logger.
+
+    Returns:
+        ``model``, ``history``, ``curves`` and ``predictions`` (the chosen run's files, as bytes),
+        and ``card`` (last): which seed and why, classes, input, its test metrics, the targets.
+    """
+    records = [read_json(p) for p in trainings]
+    tested = {e["seed"]: e for e in (read_json(p) for p in evaluations)}
+    monitor = records[0]["monitor"]
+    validation = {t["seed"]: t["best_value"] for t in records if t["best_value"] is not None}
+    choice = choose_deployed(validation, monitor, rule)
+    seed = choice["seed"]
+    rank = [t["seed"] for t in records].index(seed)
+    training, model = records[rank], Path(models[rank]).read_bytes()
+    aggregate = read_json(summary)
+    test = tested[seed]["metrics"]
+    log.info("deployed seed %d (%s: %s %.4f); its test accuracy %.4f", seed, choice["rule"], monitor,
+             choice["value"], test["accuracy"])
+    return {
+        "model": model, "history": Path(histories[rank]).read_bytes(), "curves": Path(curves[rank]).read_bytes(),
+        "predictions": Path(predictions[rank]).read_bytes(),
+        "card": {
+            "chosen": choice, "source": str(models[rank]), "sha256": hashlib.sha256(model).hexdigest(),
+            "classes": training["classes"], "image_size": training["image_size"], "channels": training["channels"],
+            "input": "float32 pixel values in [0, 255], shape (batch, height, width, channels); the model rescales",
+            "validation": validation, "config": training["decisions"]["config"], "fold": training["fold"],
+            "test": {k: test[k] for k in HEADLINE},
+            "test_over_seeds": {k: aggregate["aggregate"][k] for k in ("accuracy", "balanced_accuracy")},
+            "targets": aggregate["targets"], "all_targets_met": aggregate["all_targets_met"]},
+    }

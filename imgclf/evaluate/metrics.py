@@ -1,0 +1,398 @@
+"""Test-set metrics, their aggregation over seeds, and the user's targets.
+
+Pure functions on labels and predicted probabilities: the evaluation rule
+reads the sealed test manifest, predicts, and calls these; the summary rule
+aggregates the seeds' metrics and checks the user's targets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from imgclf.core.errors import ConfigError
+
+#: Metrics a target can name; per-class ones need a class.
+GLOBAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
+PER_CLASS_METRICS = ("precision", "recall", "sensitivity", "specificity", "f1", "roc_auc")
+LOWER_IS_BETTER = ("log_loss", "ece")
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts: rows are true classes, columns predicted classes."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label ECE: the gap between confidence and accuracy, weighted over equal-width bins."""
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bin i holds confidences in (edge_i, edge_i+1]; a confidence of 0 joins the first bin.
+    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        member = bins == b
+        if member.any():
+            total += member.mean() * abs(correct[member].mean() - confidence[member].mean())
+    return float(total)
+
+
+def log_loss(y_true: np.ndarray, proba: np.ndarray, eps: float = 1e-15) -> float:
+    """Mean negative log-probability of the true class (probabilities clipped to [eps, 1])."""
+    picked = np.clip(proba[np.arange(len(y_true)), y_true], eps, 1.0)
+    return float(-np.mean(np.log(picked)))
+
+
+def _safe_ratio(num: float, den: float) -> float:
+    return float(num / den) if den else 0.0
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str],
+                           n_bins: int = 15) -> dict[str, Any]:
+    """Every test metric of one model.
+
+    Args:
+        y_true: True class indices, shape (n,).
+        proba: Predicted probabilities, shape (n, n_classes), rows summing to 1.
+        class_names: Names of the classes, in index order.
+        n_bins: Bins of the expected calibration error.
+
+    Returns:
+        ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``log_loss``, ``ece``,
+        ``per_class`` (precision, recall = sensitivity, specificity, f1,
+        one-vs-rest ``roc_auc`` (None when the class is absent or alone),
+        support), ``confusion_matrix`` (counts) and
+        ``confusion_matrix_normalized`` (rows sum to 1).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    n_classes = len(class_names)
+    if proba.shape != (len(y_true), n_classes):
+        raise ValueError(f"probabilities have shape {proba.shape}, expected ({len(y_true)}, {n_classes})")
+    y_pred = proba.argmax(axis=1)
+    matrix = confusion_matrix(y_true, y_pred, n_classes)
+    total = matrix.sum()
+    per_class: dict[str, dict[str, Any]] = {}
+    recalls, f1s = [], []
+    for i, name in enumerate(class_names):
+        tp = matrix[i, i]
+        fn = matrix[i].sum() - tp
+        fp = matrix[:, i].sum() - tp
+        tn = total - tp - fn - fp
+        precision = _safe_ratio(tp, tp + fp)
+        recall = _safe_ratio(tp, tp + fn)
+        f1 = _safe_ratio(2 * precision * recall, precision + recall)
+        positives = y_true == i
+        auc = None
+        if 0 < positives.sum() < len(y_true):
+            auc = float(roc_auc_score(positives, proba[:, i]))
+        per_class[name] = {"precision": precision, "recall": recall, "sensitivity": recall,
+                           "specificity": _safe_ratio(tn, tn + fp), "f1": f1, "roc_auc": auc,
+                           "support": int(positives.sum())}
+        if positives.any():
+            recalls.append(recall)
+        f1s.append(f1)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalized = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+        "macro_f1": float(np.mean(f1s)),
+        "log_loss": log_loss(y_true, proba),
+        "ece": expected_calibration_error(y_true, proba, n_bins),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix_normalized": normalized.round(6).tolist(),
+    }
+
+
+def flatten_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Scalar metrics under dotted names: ``accuracy``, ``per_class.<class>.recall``..."""
+    flat = {k: float(v) for k, v in metrics.items() if k in GLOBAL_METRICS}
+    for name, values in metrics["per_class"].items():
+        for key, value in values.items():
+            if key != "support" and value is not None:
+                flat[f"per_class.{name}.{key}"] = float(value)
+    return flat
+
+
+def mean_interval(values: list[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Mean, sample standard deviation and a Student-t confidence interval of the mean.
+
+    With one value the interval is undefined (None): one seed proves nothing.
+    """
+    array = np.asarray(values, dtype=float)
+    n = len(array)
+    mean = float(array.mean()) if n else math.nan
+    if n < 2:
+        return {"n": n, "mean": mean, "std": None, "low": None, "high": None, "confidence": confidence}
+    std = float(array.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    return {"n": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half,
+            "confidence": confidence}
+
+
+def aggregate_over_seeds(per_seed: dict[int, dict[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
+    """Mean, std and interval of every scalar metric over the seeds' models.
+
+    Intervals are clipped to the metrics' range ([0, 1], the log loss [0, inf)): a
+    t-interval over a few seeds can reach past 1, which no model can.
+    """
+    flat = {seed: flatten_metrics(m) for seed, m in per_seed.items()}
+    names = sorted(set().union(*(f.keys() for f in flat.values()))) if flat else []
+    result = {}
+    for name in names:
+        summary = mean_interval([f[name] for f in flat.values() if name in f], confidence)
+        if summary["low"] is not None:  # every metric is >= 0; all but the log loss <= 1
+            summary["low"] = max(summary["low"], 0.0)
+            if not name.endswith("log_loss"):
+                summary["high"] = min(summary["high"], 1.0)
+        result[name] = {**summary, "values": {str(seed): f.get(name) for seed, f in flat.items()}}
+    return result
+
+
+def target_metric_name(target: dict[str, Any]) -> str:
+    """The dotted metric name a target refers to."""
+    metric = target["metric"]
+    return f"per_class.{target['class']}.{metric}" if metric in PER_CLASS_METRICS else metric
+
+
+def check_target_definitions(targets: list[dict[str, Any]], class_names: list[str] | None) -> None:
+    """Refuse targets that can never be evaluated, before any training.
+
+    Args:
+        targets: The ``targets`` config section.
+        class_names: The data's classes; None checks everything but the class names.
+
+    Raises:
+        ConfigError: Unknown metric, missing or unknown class, no bound, or contradictory bounds.
+    """
+    for i, target in enumerate(targets):
+        where = f"targets[{i}]"
+        metric = target.get("metric")
+        if metric not in GLOBAL_METRICS + PER_CLASS_METRICS:
+            raise ConfigError(f"{where}: unknown metric {metric!r}",
+                              f"use one of {', '.join(GLOBAL_METRICS + PER_CLASS_METRICS)}")
+        if metric in PER_CLASS_METRICS:
+            if target.get("class") is None:
+                raise ConfigError(f"{where}: {metric} is a per-class metric and needs a class",
+                                  "add class: the name of one of the data's classes")
+            if class_names is not None and str(target["class"]) not in class_names:
+                raise ConfigError(f"{where}: class {target['class']!r} does not exist in the data "
+                                  f"(its classes: {', '.join(class_names)})",
+                                  "name one of these classes, quoted, as in class: \"3\"")
+        elif target.get("class") is not None:
+            raise ConfigError(f"{where}: {metric} is not per class; remove class")
+        low, high = target.get("min"), target.get("max")
+        if low is None and high is None:
+            raise ConfigError(f"{where}: {metric} has neither min nor max", "give the bound to reach")
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"{where}: min {low} is above max {high}", "no value can meet this target")
+
+
+def check_targets(targets: list[dict[str, Any]], aggregate: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whether each target is met, by the mean over seeds and by the whole interval.
+
+    A target is ``met`` when the mean is within its bounds, and ``met_with_confidence``
+    when the whole confidence interval is (None with a single seed).
+    """
+    results = []
+    for target in targets:
+        name = target_metric_name(target)
+        summary = aggregate.get(name)
+        low, high = target.get("min"), target.get("max")
+
+        def within(value: float | None) -> bool | None:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return None
+            return (low is None or value >= low) and (high is None or value <= high)
+
+        if summary is None:
+            results.append({**target, "metric_name": name, "met": None, "met_with_confidence": None,
+                            "reason": "the metric was not computed (no test image of the class?)"})
+            continue
+        worst = summary["high"] if target["metric"] in LOWER_IS_BETTER else summary["low"]
+        if low is not None and high is not None and summary["low"] is not None:
+            confident = within(summary["low"]) and within(summary["high"])
+        else:
+            confident = within(worst)
+        results.append({**target, "metric_name": name, "mean": summary["mean"], "std": summary["std"],
+                        "low": summary["low"], "high": summary["high"], "met": within(summary["mean"]),
+                        "met_with_confidence": confident})
+    return results
+
+
+def median_seed(per_seed_value: dict[int, float], higher_is_better: bool = True) -> int:
+    """The seed whose model is deployed: the median by the chosen metric.
+
+    With an even number of seeds, the better of the two middle ones; ties are
+    broken by seed, so the choice is deterministic. A typical model, neither the
+    luckiest nor the worst.
+    """
+    if not per_seed_value:
+        raise ValueError("no seed to choose from")
+    ordered = sorted(per_seed_value.items(), key=lambda kv: (kv[1] if higher_is_better else -kv[1], -kv[0]))
+    return ordered[len(ordered) // 2][0]
+
+
+def predictions_table(table: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray,
+                      class_names: list[str]) -> pd.DataFrame:
+    """One row per test image: path, label, predicted class, confidence, probabilities.
+
+    Args:
+        table: The test manifest (path, label and, when present, group).
+        y_true: True class indices, in the manifest's order.
+        proba: Predicted probabilities, in the manifest's order.
+        class_names: The classes, in index order.
+    """
+    predicted = proba.argmax(axis=1)
+    result = pd.DataFrame({"path": table["path"].to_numpy(), "label": table["label"].to_numpy()})
+    if "group" in table.columns:
+        result["group"] = table["group"].to_numpy()
+    result["predicted"] = [class_names[i] for i in predicted]
+    result["correct"] = predicted == np.asarray(y_true)
+    result["confidence"] = proba.max(axis=1).round(6)
+    for i, name in enumerate(class_names):
+        result[f"p_{name}"] = proba[:, i].round(6)
+    return result
+
+
+def choose_deployed(validation: dict[int, float], monitor: str, rule: str) -> dict[str, Any]:
+    """The final model to deploy, chosen without the test set.
+
+    Args:
+        validation: Each seed's best validation value of ``monitor``.
+        monitor: The metric (``val_loss`` is lower-is-better).
+        rule: ``median_validation`` or ``best_validation``.
+
+    Returns:
+        ``seed``, ``rule``, ``monitor``, ``value`` and a sentence saying why.
+    """
+    higher = not monitor.endswith("loss")
+    if rule == "median_validation":
+        seed = median_seed(validation, higher_is_better=higher)
+        why = (f"median {monitor} over {len(validation)} seeds: a typical model, neither the luckiest "
+               "nor the worst; chosen on validation, never on the test set")
+    elif rule == "best_validation":
+        seed = (max if higher else min)(sorted(validation), key=validation.__getitem__)
+        why = f"best {monitor} over {len(validation)} seeds; chosen on validation, never on the test set"
+    else:
+        raise ConfigError(f"unknown evaluation.deploy {rule!r}", "use median_validation or best_validation")
+    return {"seed": int(seed), "rule": rule, "monitor": monitor, "value": float(validation[seed]), "why": why}
+
+
+def summarize_evaluation(per_seed: dict[int, dict[str, Any]], targets: list[dict[str, Any]],
+                         class_names: list[str], confidence: float) -> dict[str, Any]:
+    """Across the final models: every metric's mean, std and interval, and the targets.
+
+    Args:
+        per_seed: Each seed's evaluation (``metrics`` from :func:`classification_metrics`,
+            ``seal`` the seal event, ``fold``).
+        targets: The ``targets`` config section.
+        class_names: The classes (targets on unknown classes are refused).
+        confidence: Level of the intervals.
+
+    Returns:
+        JSON-ready: ``seeds``, ``aggregate`` (by dotted metric name), ``targets``
+        (each met or not), ``all_targets_met``, ``confusion_matrix`` (summed over
+        seeds) and ``reevaluations`` (every evaluation after a seal was lifted,
+        from the seals' histories: it stays on record in later runs).
+    """
+    check_target_definitions(targets, class_names)
+    metrics = {seed: e["metrics"] for seed, e in per_seed.items()}
+    aggregate = aggregate_over_seeds(metrics, confidence)
+    checked = check_targets(targets, aggregate)
+    summed = np.sum([np.asarray(m["confusion_matrix"]) for m in metrics.values()], axis=0)
+    # Every time a model's seal was lifted, now or in an earlier run: the record stays.
+    reevaluations = [{"seed": seed, **event} for seed, e in sorted(per_seed.items())
+                     for event in e["seal"].get("unsealed", [])]
+    return {"seeds": sorted(per_seed), "n_test": next(iter(metrics.values()))["n"] if metrics else 0,
+            "confidence": confidence, "classes": class_names, "aggregate": aggregate, "targets": checked,
+            "all_targets_met": all(t["met"] for t in checked) if checked else None,
+            "all_targets_met_with_confidence": (all(t["met_with_confidence"] for t in checked)
+                                                if checked else None),
+            "confusion_matrix": summed.tolist(), "folds": {str(s): e.get("fold") for s, e in per_seed.items()},
+            "reevaluations": reevaluations}
+
+
+def headline_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """The test figures as a compact JSON for ``dvc metrics show``/``diff``: mean, std and
+    interval of the global metrics and of each class's recall, and the targets' verdicts."""
+    aggregate = summary["aggregate"]
+    names = [*GLOBAL_METRICS, *(f"per_class.{c}.recall" for c in summary["classes"])]
+    result: dict[str, Any] = {
+        name.replace("per_class.", "recall_").replace(".recall", ""):
+            {k: aggregate[name][k] for k in ("mean", "std", "low", "high")}
+        for name in names if name in aggregate}
+    result.update(n_test=summary["n_test"], n_models=len(summary["seeds"]),
+                  targets_met=bool(summary["all_targets_met"]),
+                  targets_met_with_confidence=bool(summary["all_targets_met_with_confidence"]))
+    return result
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _verdict(flag: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "n/a"}[flag]
+
+
+def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None = None) -> str:
+    """The test results as Markdown: targets first, then headline and per-class metrics."""
+    level = f"{100 * summary['confidence']:.0f}%"
+    seeds = summary["seeds"]
+    lines = [f"# Test evaluation ({len(seeds)} final models, seeds {', '.join(map(str, seeds))}; "
+             f"{summary['n_test']} test images)", ""]
+    if summary["reevaluations"]:
+        lines += ["> **Warning: the sealed test set was evaluated again after upstream decisions changed.**",
+                  "> These figures are no longer an unbiased estimate (docs/practices.md section 3).", ">"]
+        for event in summary["reevaluations"]:
+            keys = ", ".join(c["key"] for c in event["changes"][:5])
+            lines.append(f"> seed {event['seed']} ({event.get('at', '')}): reason given: "
+                         f"\"{event['reason']}\"; changed: {keys}")
+        lines.append("")
+    lines += ["## Targets", ""]
+    if not summary["targets"]:
+        lines += ["No target is configured (config `targets:`).", ""]
+    else:
+        verdict = "all met" if summary["all_targets_met"] else "NOT all met"
+        lines += [f"Targets {verdict} by the mean; "
+                  + ("all" if summary["all_targets_met_with_confidence"] else "not all")
+                  + f" met with {level} confidence (the whole interval within bounds).", "",
+                  f"| target | mean | std | {level} interval | met | met with confidence |",
+                  "|---|---|---|---|---|---|"]
+        for t in summary["targets"]:
+            bound = " and ".join(x for x in (f">= {t['min']}" if t.get("min") is not None else "",
+                                             f"<= {t['max']}" if t.get("max") is not None else "") if x)
+            interval = (f"[{_fmt(t.get('low'))}, {_fmt(t.get('high'))}]" if t.get("low") is not None else "n/a")
+            lines.append(f"| {t['metric_name']} {bound} | {_fmt(t.get('mean'))} | {_fmt(t.get('std'))} | "
+                         f"{interval} | {_verdict(t['met'])} | {_verdict(t['met_with_confidence'])} |")
+        lines.append("")
+    lines += ["## Metrics over seeds", "", f"| metric | mean | std | {level} interval |", "|---|---|---|---|"]
+    for name, m in summary["aggregate"].items():
+        if name.startswith("per_class."):
+            continue
+        lines.append(f"| {name} | {_fmt(m['mean'])} | {_fmt(m['std'])} | [{_fmt(m['low'])}, {_fmt(m['high'])}] |")
+    lines += ["", "## Per class (mean over seeds)", "",
+              "| class | precision | recall (sensitivity) | specificity | F1 | ROC AUC |", "|---|---|---|---|---|---|"]
+    for name in summary["classes"]:
+        def mean(key: str) -> str:
+            entry = summary["aggregate"].get(f"per_class.{name}.{key}")
+            return _fmt(entry["mean"]) if entry else "n/a"
+        lines.append(f"| {name} | {mean('precision')} | {mean('recall')} | {mean('specificity')} | "
+                     f"{mean('f1')} | {mean('roc_auc')} |")
+    if deployed:
+        lines += ["", "## Deployed model", "",
+                  f"Seed {deployed['seed']} ({deployed['rule']}: {deployed['why']}), "
+                  f"{deployed['monitor']} {deployed['value']:.4f}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""The evaluate stage's TensorFlow jobs: what their scripts call (one function per rule).
+
+Each configures TensorFlow (:func:`imgclf.core.runtime.configure`: seed, threads, determinism)
+before importing it: keep TensorFlow imports inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from imgclf.carbon import track_emissions
+from imgclf.core import runtime
+from imgclf.core.io import read_json, sha256_file
+from imgclf.evaluate.jobs import HEADLINE
+from imgclf.evaluate.metrics import classification_metrics, predictions_table
+from imgclf.evaluate.plots import plot_confusion_matrix
+from imgclf.evaluate.seal import check_seal, read_seal, record_evaluation
+
+
+def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str | Path, data_root: str | Path,
+                   ece_bins: int, seal: str | Path, events: str | Path, unseal_reason: str | None, threads: int,
+                   carbon: dict[str, Any], emissions: str | Path, log: logging.Logger) -> dict[str, Any]:
+    """Rule evaluate_model: one final model on the sealed test set, once.
+
+    The seal is checked before the test manifest's images are read; the evaluation is then
+    recorded in the model's seal and appended to the event log (neither is an output: they
+    outlive reruns).
+
+    Args:
+        seed: The final model's seed. model, training: Its model and training record.
+        test: The test manifest. data_root: The images' folder.
+        ece_bins: Bins of the calibration error.
+        seal, events: The model's seal and the event log.
+        unseal_reason: ``evaluation.unseal_reason``.
+        threads, carbon, emissions: The job's threads, the carbon settings, its emissions record.
+        log: The job's logger.
+
+    Returns:
+        ``predictions``, ``confusion_matrix`` and ``metrics`` (last).
+
+    Raises:
+        SealedTestError: The decisions behind the model changed since its evaluation and no
+            unseal reason is given.
+    """
+    with track_emissions(emissions, "evaluate", f"seed_{seed}", carbon, log):
+        runtime.configure(seed, threads)
+        from imgclf.training.inputs import read_manifest
+        from imgclf.training.predict import load_model, predict_proba
+
+        record = read_json(training)
+        current = {**record["decisions"], "test_manifest_sha256": sha256_file(test)}
+        event = check_seal(read_seal(seal), current, unseal_reason, seed, "evaluation")
+        if event["status"] == "unsealed":
+            log.warning("TEST SET UNSEALED for seed %d: evaluated again after these changes: %s; reason given: %s",
+                        seed, ", ".join(c["key"] for c in event["changes"]), event["reason"])
+        classes = record["classes"]
+        manifest = read_manifest(test, data_root, classes)
+        proba = predict_proba(load_model(model), manifest, tuple(record["image_size"]), record["channels"],
+                              record["batch_size"])
+        metrics = classification_metrics(manifest.labels, proba, classes, n_bins=ece_bins)
+        sealed = record_evaluation(seal, events, seed, current, event, {k: metrics[k] for k in HEADLINE})
+    log.info("seed %d: test accuracy %.4f, balanced accuracy %.4f, log loss %.4f, ECE %.4f (%d images; "
+             "evaluation %d of this model, %s)", seed, metrics["accuracy"], metrics["balanced_accuracy"],
+             metrics["log_loss"], metrics["ece"], metrics["n"], sealed["evaluations"], event["status"])
+    return {
+        "predictions": predictions_table(manifest.table, manifest.labels, proba, classes),
+        "confusion_matrix": plot_confusion_matrix(
+            metrics["confusion_matrix"], classes,
+            f"final seed {seed}: test accuracy {metrics['accuracy']:.4f} (n = {metrics['n']})"),
+        "metrics": {"seed": seed, "fold": record["fold"], "classes": classes, "metrics": metrics,
+                    "decisions_sha256": record["decisions_sha256"],
+                    "test_manifest_sha256": current["test_manifest_sha256"],
+                    "seal": {**event, "evaluation": sealed["evaluations"],
+                             "unsealed": [h for h in sealed["history"] if h["status"] == "unsealed"]}}}

@@ -1,0 +1,113 @@
+"""One tuning trial, trained in a process of its own.
+
+TensorFlow keeps memory from every ``model.fit`` in a process, even across
+``keras.backend.clear_session()`` (tensorflow/tensorflow#61791): in one
+process, resident memory grew by about 17 MB per trial on the digits. The
+tuner (:mod:`imgclf.tune.search`) therefore runs each trial as
+``python -m imgclf.tune.trial request.json result.json``: the request holds
+the trial's config and the data, the result its history. Memory is then flat
+over trials by construction, and a trial's weights depend only on its seed
+and values, not on the trials before it.
+
+The trial trains as a final training does: phase 1 (the head on a frozen
+pretrained backbone, or the whole model from scratch), then, when enabled,
+phase 2 (fine-tuning the top layers at a low rate), with early stopping and
+learning-rate reduction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def train_trial(request: dict[str, Any]) -> dict[str, Any]:
+    """Train one trial and return its history (lists per metric) and its memory figures.
+
+    Args:
+        request: ``config`` (the trial's config), ``train_manifest``, ``val_manifest``,
+            ``data_root``, ``classes``, ``image_size``, ``channels``, ``batch_size``,
+            ``objective``, ``seed`` and ``threads``.
+
+    Raises:
+        ConfigError: The objective is never computed.
+    """
+    from imgclf.core import runtime
+
+    runtime.configure(request["seed"], request["threads"])
+    import keras
+
+    from imgclf.core.errors import ConfigError
+    from imgclf.training.inputs import make_dataset, read_manifest
+    from imgclf.training.loop import compile_model
+    from imgclf.training.models import build_model, freeze_backbone, unfreeze_top
+
+    config = request["config"]
+    train, model_config = config["train"], config["model"]
+    size, channels, batch = tuple(request["image_size"]), request["channels"], request["batch_size"]
+    classes = request["classes"]
+    # The parent checked every file's sha256 before the search.
+    train_manifest = read_manifest(request["train_manifest"], request["data_root"], classes, verify=False)
+    val_manifest = read_manifest(request["val_manifest"], request["data_root"], classes, verify=False)
+    train_data = make_dataset(train_manifest, size, channels, batch, True, request["seed"])
+    val_data = make_dataset(val_manifest, size, channels, batch, False, request["seed"])
+    runtime.set_precision(train["mixed_precision"], runtime.visible_gpus())
+    model = build_model(model_config, len(classes), (*size, channels))
+    pretrained = model_config["architecture"] != "small_cnn" and model_config["weights"] != "none"
+    if pretrained:
+        freeze_backbone(model)
+    compile_model(model, train, train["learning_rate"])
+    monitor = train["early_stopping"]["monitor"]
+    mode = "max" if "accuracy" in monitor else "min"
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if train["early_stopping"]["enabled"]:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                       patience=train["early_stopping"]["patience"]))
+    if train["reduce_lr"]["enabled"]:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode,
+                                                           factor=train["reduce_lr"]["factor"],
+                                                           patience=train["reduce_lr"]["patience"],
+                                                           min_lr=train["reduce_lr"]["min_lr"]))
+    history = model.fit(train_data, validation_data=val_data, epochs=train["epochs"], callbacks=callbacks,
+                        shuffle=False, verbose=0).history
+    fine = train["fine_tune"]
+    if pretrained and fine["enabled"]:
+        done = len(history["loss"])
+        unfreeze_top(model, fine["unfreeze_layers"])
+        compile_model(model, train, fine["learning_rate"])
+        more = model.fit(train_data, validation_data=val_data, initial_epoch=done, epochs=done + fine["epochs"],
+                         shuffle=False, callbacks=callbacks, verbose=0).history
+        history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
+    objective = request["objective"]
+    if objective not in history:
+        raise ConfigError(f"tune.objective {objective!r} is never computed "
+                          f"(computed: {', '.join(sorted(history))})", "use val_accuracy or val_loss")
+    return {"history": {k: [float(v) for v in values] for k, values in history.items()},
+            "peak_rss_mb": runtime.memory_mb()["peak_rss_mb"], "pid": os.getpid()}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m imgclf.tune.trial request.json result.json``: exit 0, or 1 with the error in the result."""
+    request_path, result_path = Path(argv[0]), Path(argv[1])
+    started = time.monotonic()
+    try:
+        result = train_trial(json.loads(request_path.read_text(encoding="utf-8")))
+        code = 0
+    except Exception as exc:  # noqa: BLE001  (reported to the parent, which fails the job)
+        from imgclf.core.errors import ImgclfError
+
+        result = {"error": str(exc), "user_error": isinstance(exc, ImgclfError),
+                  "traceback": traceback.format_exc()}
+        code = 1
+    result["seconds"] = time.monotonic() - started
+    result_path.write_text(json.dumps(result), encoding="utf-8")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
