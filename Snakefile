@@ -40,6 +40,7 @@ except ConfigError as error:
 
 
 include: "rules/data.smk"
+include: "rules/weights.smk"
 include: "rules/split.smk"
 include: "rules/audit.smk"
 include: "rules/explore.smk"

@@ -61,6 +61,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("data", ("export_digits", "validate_data"),
           "data validation: the index of every usable image and the findings",
           ("data", "validation", "split.group_column"), always_force=True),
+    Stage("weights", ("fetch_weights",),
+          "the pretrained weights, fetched once where the network is and recorded with their sha256",
+          ("model",)),
     Stage("split", ("split_data",), "the seeded, group-aware split into a sealed test set and fold manifests",
           ("seed", "split")),
     Stage("audit", ("audit_data", "audit_models"),
@@ -124,6 +127,8 @@ def expand_paths(config: dict[str, Any]) -> None:
     for key in ("root", "manifest", "metadata"):
         if data.get(key):
             data[key] = os.path.expanduser(data[key])
+    if config["model"].get("weights_cache"):
+        config["model"]["weights_cache"] = os.path.expanduser(config["model"]["weights_cache"])
     if config["split"].get("sealed_test"):
         config["split"]["sealed_test"] = os.path.expanduser(config["split"]["sealed_test"])
 

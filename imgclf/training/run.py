@@ -14,6 +14,7 @@ import pandas as pd
 from imgclf.core.io import read_index
 from imgclf.training.inputs import (augmentation_layers, class_weights, infer_channels, make_dataset,
                                     read_manifest)
+from imgclf.training.features import FeatureSource, uses_features
 from imgclf.training.files import RunFiles, TrainingInputs
 from imgclf.training.loop import train
 from imgclf.training.models import build_model
@@ -63,8 +64,12 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
                 "pretrained": model_config["weights"] != "none" and model_config["architecture"] != "small_cnn",
                 "train_manifest": train_manifest.table["sha256"].tolist(),
                 "val_manifest": val_manifest.table["sha256"].tolist()}
+    features = None
+    if uses_features(model_config, train_config, augment is not None):
+        features = FeatureSource(make_dataset(train_manifest, image_size, channels, batch_size, False, seed),
+                                 train_manifest.labels, val_data, val_manifest.labels, batch_size, seed)
     model, result = train(lambda: build_model(model_config, len(class_names), input_shape),
-                          train_data, val_data, train_config, files, settings, weights, seed, log)
+                          train_data, val_data, train_config, files, settings, weights, seed, log, features)
     if result.status == "diverged" and train_config["on_divergence"] == "fail":
         raise ImgclfError(result.message, "see the curves and weight histograms of this run")
     if files.model is not None:

@@ -44,6 +44,7 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
 
     from imgclf.core.errors import ConfigError
     from imgclf.training.inputs import make_dataset, read_manifest
+    from imgclf.training.features import FeatureSource, feature_datasets, head_model, uses_features
     from imgclf.training.loop import compile_model
     from imgclf.training.models import build_model, freeze_backbone, unfreeze_top
 
@@ -73,8 +74,16 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
                                                            factor=train["reduce_lr"]["factor"],
                                                            patience=train["reduce_lr"]["patience"],
                                                            min_lr=train["reduce_lr"]["min_lr"]))
-    history = model.fit(train_data, validation_data=val_data, epochs=train["epochs"], callbacks=callbacks,
-                        shuffle=False, verbose=0).history
+    fitted, fit_train, fit_val = model, train_data, val_data
+    if uses_features(model_config, train, augmented=False):  # trials never augment
+        # The head alone on features computed once: a trial of head settings costs seconds.
+        fit_train, fit_val = feature_datasets(model, FeatureSource(
+            make_dataset(train_manifest, size, channels, batch, False, request["seed"]), train_manifest.labels,
+            val_data, val_manifest.labels, batch, request["seed"]))
+        fitted = head_model(model)
+        compile_model(fitted, train, train["learning_rate"])
+    history = fitted.fit(fit_train, validation_data=fit_val, epochs=train["epochs"], callbacks=callbacks,
+                         shuffle=False, verbose=0).history
     fine = train["fine_tune"]
     if pretrained and fine["enabled"]:
         done = len(history["loss"])

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from imgclf.core import runtime
@@ -173,3 +174,20 @@ def test_the_tuner_state_is_saved_atomically(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         kt_utils.save_json(str(state), {"trials": 2})
     assert json.loads(state.read_text()) == {"trials": 1}  # the previous state, whole
+
+
+def test_a_pretrained_trial_trains_its_head_on_features_with_the_result_of_images(fold, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    histories = {}
+    for precompute in (True, False):
+        config = validate_config({
+            "seed": 1, "data": {"image_size": [32, 32], "channels": 3},
+            "model": {"architecture": "efficientnet_lite0", "weights": "imagenet", "dense_units": 8},
+            "train": {"epochs": 2, "batch_size": 16, "precompute_features": precompute,
+                      "early_stopping": {"enabled": False},
+                      "fine_tune": {"enabled": True, "unfreeze_layers": 5, "epochs": 1}}})
+        histories[precompute] = train_trial({**trial_data(fold), "config": config})["history"]
+    assert len(histories[True]["loss"]) == 3  # two head epochs on features, one of fine-tuning
+    for key in ("loss", "val_loss", "val_accuracy"):  # phase 1; phase 2's shuffling starts afresh on features
+        np.testing.assert_allclose(histories[True][key][:2], histories[False][key][:2], rtol=1e-4, atol=1e-5)
+    assert np.isfinite(histories[True]["loss"][2])

@@ -1,0 +1,262 @@
+"""Transfer-learning benchmark (issue 15): pretrained EfficientNet-Lite0 against the alternatives.
+
+Run: make benchmark-transfer   (or: python benchmarks/transfer_benchmarks.py [--seeds 3] [--datasets malaria cats_vs_dogs])
+
+On ../shared/data/malaria (split by slide) and ../shared/data/cats_vs_dogs,
+each validated and split once by the project's own split (seed 42: test 20%,
+fold 0's training and validation manifests), every method trains on the same
+training manifest and is scored on the same test manifest, for each seed:
+
+- pretrained: EfficientNet-Lite0 with its ImageNet weights, 160x160; phase 1
+  trains the head on precomputed backbone features, phase 2 fine-tunes the top
+  layers at a low rate (batch normalization frozen), through the project's
+  training loop (``imgclf.training.run.run_training``);
+- random_init: the same network from random initialisation, 96x96 (training
+  the whole network costs about three times as much per image as phase 2),
+  through the same loop;
+- small_cnn: the project's default model (64x64) and training settings;
+- tutorial: the 40-line Keras tutorial recipe a user would write (Rescaling,
+  Conv2D 32/64/128 with max pooling, Flatten, Dropout 0.5, Dense 128, Adam,
+  EarlyStopping(patience=3, restore_best_weights=True) on the validation
+  manifest, 64x64, batch 32).
+
+Each run is a process of its own (its CPU time is the child's user + system
+time). A finished run is kept (``<method>_seed<s>/result.json``) and reused by the
+next invocation while its settings, the manifests and the code are unchanged: an
+interrupted benchmark resumes (``--fresh`` reruns everything). Printed: test accuracy per method as mean ± standard deviation over
+seeds with a 95% t-interval, and CPU minutes per run. Written to
+benchmarks/results/transfer_benchmarks.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SHARED = REPO.parent / "shared" / "data"
+OUT = REPO / "benchmarks" / "results"
+
+DATASETS = {
+    "malaria": {"group_column": "slide_id", "metadata": True},
+    "cats_vs_dogs": {"group_column": None, "metadata": False},
+}
+METHODS = ("pretrained", "random_init", "small_cnn", "tutorial")
+
+# What each method changes of the project's defaults (train.batch_size fixed: no probe here).
+METHOD_CONFIGS = {
+    "pretrained": {
+        "data": {"image_size": [160, 160], "channels": 3},
+        "model": {"architecture": "efficientnet_lite0", "weights": "imagenet", "dropout": 0.2},
+        "train": {"epochs": 30, "learning_rate": 0.001, "early_stopping": {"patience": 5},
+                  "fine_tune": {"enabled": True, "unfreeze_layers": 30, "epochs": 3, "learning_rate": 0.0001}},
+    },
+    "random_init": {
+        "data": {"image_size": [96, 96], "channels": 3},
+        "model": {"architecture": "efficientnet_lite0", "weights": "none"},
+        "train": {"epochs": 10, "learning_rate": 0.001},
+    },
+    "small_cnn": {"data": {"image_size": [64, 64]}, "model": {"architecture": "small_cnn"}, "train": {}},
+}
+
+
+def prepare(dataset: str, workdir: Path) -> dict:
+    """Validate and split the data set once: index, test manifest, fold 0's training and validation."""
+    from imgclf.core.config import validate_config
+    from imgclf.core.io import write_csv
+    from imgclf.data.index import validate_source
+    from imgclf.split.folds import SplitOptions, make_split
+
+    root = SHARED / dataset
+    spec = DATASETS[dataset]
+    data = {"source": "folder", "root": str(root)}
+    if spec["metadata"]:
+        data["metadata"] = str(root / "metadata.csv")
+        data["group_columns"] = [spec["group_column"]]
+    split = {"n_folds": 5, "test_fraction": 0.2}
+    if spec["group_column"]:
+        split["group_column"] = spec["group_column"]
+    config = validate_config({"seed": 42, "data": data, "validation": {"on_bad_file": "drop"}, "split": split})
+    result = validate_source(config, root, metadata=data.get("metadata"), workers=2)
+    made = make_split(result.index, SplitOptions.from_config(config))
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_csv(workdir / "index.csv", result.index)
+    write_csv(workdir / "test.csv", made.test)
+    write_csv(workdir / "train.csv", made.folds[0][0])
+    write_csv(workdir / "val.csv", made.folds[0][1])
+    counts = {"train": len(made.folds[0][0]), "val": len(made.folds[0][1]), "test": len(made.test)}
+    (workdir / "prep.json").write_text(json.dumps({"root": str(root), **counts}))
+    return counts
+
+
+def _test_accuracy(model, workdir: Path, root: str, classes: list[str], image_size, channels: int) -> float:
+    import numpy as np
+
+    from imgclf.training.inputs import make_dataset, read_manifest
+
+    test = read_manifest(workdir / "test.csv", root, classes)
+    data = make_dataset(test, tuple(image_size), channels, 64, False, 0)
+    predicted = np.argmax(model.predict(data, verbose=0), axis=1)
+    return float(np.mean(predicted == test.labels))
+
+
+def run_method(dataset: str, method: str, seed: int, workdir: Path) -> dict:
+    """One training and its test accuracy (called in a child process)."""
+    from imgclf.core import runtime
+
+    runtime.configure(seed, 2)
+    import keras
+
+    from imgclf.core.config import validate_config
+    from imgclf.core.io import read_index
+    from imgclf.training.files import RunFiles, TrainingInputs
+
+    prep = json.loads((workdir / "prep.json").read_text())
+    classes = sorted(read_index(workdir / "index.csv")["label"].unique())
+    run_dir = workdir / f"{method}_seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    if method == "tutorial":
+        accuracy, epochs = _tutorial(workdir, prep["root"], classes, seed)
+        return {"test_accuracy": accuracy, "epochs": epochs, "seconds": time.monotonic() - started}
+    from imgclf.training.models import build_model
+    from imgclf.training.run import run_training
+
+    raw = {"seed": seed, **{k: dict(v) for k, v in METHOD_CONFIGS[method].items()}}
+    raw["train"] = {**raw["train"], "batch_size": 32, "tensorboard_histogram_freq": 0}
+    config = validate_config(raw)
+    inputs = TrainingInputs(workdir / "index.csv", workdir / "train.csv", workdir / "val.csv", Path(prep["root"]))
+    files = RunFiles(run_dir / "history.csv", run_dir / "best.weights.h5", run_dir / "samples.npz",
+                     run_dir / "resume")
+    metrics = run_training(config, inputs, files, 32)
+    image_size, channels = metrics["image_size"], metrics["channels"]
+    model = build_model({**config["model"], "weights": "none"}, len(classes), (*image_size, channels))
+    model.load_weights(str(files.best_weights))
+    accuracy = _test_accuracy(model, workdir, prep["root"], classes, image_size, channels)
+    del keras
+    return {"test_accuracy": accuracy, "epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+            "phases": metrics["phases"], "seconds": time.monotonic() - started}
+
+
+def _tutorial(workdir: Path, root: str, classes: list[str], seed: int) -> tuple[float, int]:
+    """The Keras tutorial recipe, on the same manifests."""
+    import keras
+    from keras import layers
+
+    from imgclf.training.inputs import make_dataset, read_manifest
+
+    size = (64, 64)
+    train = make_dataset(read_manifest(workdir / "train.csv", root, classes), size, 3, 32, True, seed)
+    val = make_dataset(read_manifest(workdir / "val.csv", root, classes), size, 3, 32, False, seed)
+    model = keras.Sequential([
+        keras.Input((*size, 3)),
+        layers.Rescaling(1.0 / 255),
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(128, 3, activation="relu"), layers.MaxPooling2D(),
+        layers.Flatten(), layers.Dropout(0.5),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(len(classes), activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    history = model.fit(train, validation_data=val, epochs=30, callbacks=[stop], verbose=0)
+    return _test_accuracy(model, workdir, root, classes, size, 3), len(history.history["loss"])
+
+
+def run_fingerprint(dataset: str, method: str, seed: int, workdir: Path) -> str:
+    """What defines a run: its settings, the manifests, this file and the code a run executes
+    (imgclf's core, data, split and training packages)."""
+    digest = hashlib.sha256(json.dumps([dataset, method, seed, METHOD_CONFIGS.get(method)], sort_keys=True).encode())
+    for name in ("train.csv", "val.csv", "test.csv"):
+        digest.update((workdir / name).read_bytes())
+    code = [p for package in ("core", "data", "split", "training") for p in (REPO / "imgclf" / package).rglob("*.py")]
+    for path in sorted([Path(__file__), *code]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def child(dataset: str, method: str, seed: int, workdir: Path, fresh: bool = False) -> dict:
+    """Run one method in a fresh process and add its CPU time; a finished run of the same
+    fingerprint is reused (an interrupted benchmark resumes), unless ``fresh``."""
+    saved = workdir / f"{method}_seed{seed}" / "result.json"
+    fingerprint = run_fingerprint(dataset, method, seed, workdir)
+    if saved.is_file() and not fresh:
+        result = json.loads(saved.read_text())
+        if result.get("fingerprint") == fingerprint:
+            return {**result, "reused": True}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, __file__, "--child", dataset, method, str(seed), str(workdir)],
+                          capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{dataset} {method} seed {seed} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["cpu_minutes"] = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / 60
+    result["fingerprint"] = fingerprint
+    saved.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summary(values: list[float]) -> dict:
+    import numpy as np
+    from scipy import stats
+
+    array = np.asarray(values, dtype=float)
+    mean, std = float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(array) - 1) * std / np.sqrt(len(array))) if len(array) > 1 else float("nan")
+    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "values": values}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--fresh", action="store_true", help="rerun every run, even those already done")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        dataset, method, seed, workdir = args.child
+        print(json.dumps(run_method(dataset, method, int(seed), Path(workdir))))
+        return
+    missing = [d for d in args.datasets if not (SHARED / d).is_dir()]
+    if missing:
+        sys.exit(f"{', '.join(str(SHARED / d) for d in missing)} absent: this benchmark needs the shared data sets")
+    OUT.mkdir(parents=True, exist_ok=True)
+    report: dict = {"seeds": list(range(1, args.seeds + 1)), "datasets": {}}
+    for dataset in args.datasets:
+        workdir = OUT / "transfer" / dataset
+        counts = prepare(dataset, workdir)
+        print(f"== {dataset}: train {counts['train']}, validation {counts['val']}, test {counts['test']}", flush=True)
+        rows = {}
+        for method in args.methods:
+            runs = []
+            for seed in report["seeds"]:
+                result = child(dataset, method, seed, workdir, args.fresh)
+                runs.append(result)
+                print(f"   {method:<12} seed {seed}: test accuracy {result['test_accuracy']:.4f}, "
+                      f"{result['cpu_minutes']:.1f} CPU min, {result['seconds'] / 60:.1f} min"
+                      f"{' (reused)' if result.get('reused') else ''}", flush=True)
+            rows[method] = {"test_accuracy": summary([r["test_accuracy"] for r in runs]),
+                            "cpu_minutes": summary([r["cpu_minutes"] for r in runs]), "runs": runs}
+        report["datasets"][dataset] = {"counts": counts, "methods": rows}
+        (OUT / "transfer_benchmarks.json").write_text(json.dumps(report, indent=2))
+    print("\n| data | method | test accuracy (mean ± sd) | 95% interval | CPU min per run |")
+    print("|---|---|---|---|---|")
+    for dataset, entry in report["datasets"].items():
+        for method, row in entry["methods"].items():
+            acc, cpu = row["test_accuracy"], row["cpu_minutes"]
+            print(f"| {dataset} | {method} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
+                  f"{acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f} | {cpu['mean']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
