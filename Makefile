@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
+.PHONY: run monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
 
 venv: $(VENV)/.installed
 
@@ -69,7 +69,7 @@ restamp: venv
 	$(BIN)/snakemake --touch --cores 1
 
 ## Every benchmark (figures printed, and written to benchmarks/results/).
-benchmark: benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift
+benchmark: benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer
 
 ## Validation throughput on the default data and ../shared/data/ham10000.
 benchmark-validation: venv
@@ -112,3 +112,7 @@ clean:
 ## Drift calibration: false-positive rate on unshifted batches, detection rate per shift and intensity.
 benchmark-drift: venv
 	$(BIN)/python benchmarks/drift_benchmarks.py
+
+## Pretrained EfficientNet-Lite0 against random initialisation, the small CNN and the tutorial recipe (issue 15).
+benchmark-transfer: venv
+	$(BIN)/python benchmarks/transfer_benchmarks.py
