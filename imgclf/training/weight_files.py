@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from unittest import mock
 
 from imgclf.core.errors import ImgclfError
+from imgclf.core.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,13 @@ def file_hash_matches(path: Path, expected: str | None) -> bool:
     """Whether ``path`` has Keras's pinned hash (sha256 when 64 hex digits, else md5)."""
     if not expected:
         return True
-    algorithm = "sha256" if len(expected) == 64 else "md5"
-    return _hash(path, algorithm) == expected
-
-
-def _hash(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
+    if len(expected) == 64:
+        return sha256_file(path) == expected
+    digest = hashlib.md5()
     with path.open("rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest() == expected
 
 
 def weights_cache_dir(setting: str | None) -> Path:
@@ -117,8 +115,3 @@ def offline_keras_weights(cache_dir: Path) -> Iterator[None]:
 
     with mock.patch.object(file_utils, "get_file", local_file):
         yield
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256, hex."""
-    return _hash(path, "sha256")

