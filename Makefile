@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
+.PHONY: run config monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer benchmark-recipes venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml
 ## The pipeline on its config (config/config.yaml: the embedded digits by default).
 run: venv
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+## A starting config from your data: make config DATA=folder-or-manifest [OUT=config/mine.yaml] [FORCE=1].
+config: venv
+	$(BIN)/python -m imgclf.init "$(DATA)" $(if $(OUT),--output "$(OUT)") $(if $(FORCE),--force)
 
 ## Drift report of new images against the deployed model: make monitor BATCH=folder-or-manifest [NAME=name].
 monitor: venv
@@ -116,3 +120,7 @@ benchmark-drift: venv
 ## Pretrained EfficientNet-Lite0 against random initialisation, the small CNN and the tutorial recipe (issue 15).
 benchmark-transfer: venv
 	$(BIN)/python benchmarks/transfer_benchmarks.py
+
+## The recipes for imbalanced classes against the tutorial on HAM10000 and malaria (balanced accuracy).
+benchmark-recipes: venv
+	$(BIN)/python benchmarks/transfer_benchmarks.py --datasets ham10000 malaria --methods tutorial pretrained_balanced small_cnn_balanced --skip-speedup

@@ -57,7 +57,8 @@ include: "rules/stages.smk"
 try:
     # After the includes: the classes are read from the data the helpers locate (a manifest is
     # read once per load, and every job loads this file).
-    check_config_against_classes(config, get_class_names())
+    for warning in check_config_against_classes(config, get_class_names()):
+        print(f"imgclf: WARNING: {warning}", file=sys.stderr)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
 warn_if_unsealed()

@@ -76,11 +76,11 @@ STAGES: tuple[Stage, ...] = (
                           ("audit", "data.group_columns", "split.group_column", "evaluation.confidence")))),
     Stage("explore", ("probe_batch_size", "explore_point", "explore_summary"),
           "the batch-size probe and the exploration studies",
-          ("seed", "data", "model", "train", "batch_probe", "explore")),
+          ("seed", "data", "model", "train", "batch_probe", "explore", "targets")),
     Stage("tune", ("tune_search",), "Bayesian tuning (Keras Tuner) on one fold",
-          ("seed", "data", "model", "train", "tune")),
+          ("seed", "data", "model", "train", "tune", "targets")),
     Stage("final", ("check_seal", "final_train"), "the final trainings, one job per seed",
-          ("seed", "data", "model", "train", "final", "tune.enabled", "evaluation.unseal_reason")),
+          ("seed", "data", "model", "train", "final", "tune.enabled", "evaluation.unseal_reason", "targets")),
     Stage("evaluate", ("evaluate_model", "evaluation_summary", "deploy_model"),
           "the sealed test evaluation, the targets and the deployed model",
           ("final", "targets", "evaluation")),
@@ -161,15 +161,20 @@ def check_config(config: dict[str, Any], test_manifest: str) -> None:
     check_sealed_test(config, test_manifest)
 
 
-def check_config_against_classes(config: dict[str, Any], class_names: list[str] | None) -> None:
-    """The load-time checks that need the data's classes (targets, audit), when they can be read
-    cheaply (None: the jobs check them once the index exists).
+def check_config_against_classes(config: dict[str, Any], class_names: list[str] | None) -> list[str]:
+    """The load-time checks that need the data's classes (targets, audit, objectives), when they can
+    be read cheaply (None: the jobs check them once the index exists).
+
+    Returns:
+        Warnings: an objective or monitor set against the targets.
 
     Raises:
         ConfigError: Naming the key at fault and what to do.
     """
     from imgclf.audit import check_audit
+    from imgclf.core.objectives import check_objectives
     from imgclf.final import check_final
 
     check_final(config, class_names)
     check_audit(config, class_names)
+    return check_objectives(config, class_names)

@@ -203,6 +203,14 @@ def get_final_input(wildcards):
     return inputs
 
 
+def get_objective(stage):
+    """The resolved objective of explore, tune or deploy (the final models' choice): its name,
+    direction and why (auto follows the first target computable on validation data)."""
+    from imgclf.core.objectives import resolve_objective
+
+    return resolve_objective(config, stage)
+
+
 def get_final_config(wildcards):
     """The config sections a final training reads, with its seed: a change elsewhere
     (targets, evaluation, later stages) does not retrain."""

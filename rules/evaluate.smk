@@ -85,6 +85,7 @@ rule deploy_model:
         predictions="results/evaluate/deployed/predictions.csv",
     params:
         rule=config["evaluation"]["deploy"],
+        objective=get_objective("deploy"),
     log:
         "logs/evaluate/deploy_model.log",
     localrule: True

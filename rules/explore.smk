@@ -88,6 +88,7 @@ rule explore_summary:
         ),
     params:
         study=lambda wildcards: get_study(wildcards.study),
+        objective=get_objective("explore"),
     localrule: True
     log:
         "logs/explore/{study}/summary.log",

@@ -195,7 +195,9 @@ def check_model_config(config: dict[str, Any], source: str = "config") -> None:
     """Cross-key checks of the model that the schema cannot express.
 
     Raises:
-        ConfigError: A backbone with inputs under 32x32, or pretrained weights on small_cnn.
+        ConfigError: A backbone with inputs under 32x32, pretrained weights on small_cnn, or
+            augmentation restricted to a fine-tuning phase the run does not have, or balanced
+            sampling together with balanced class weights.
     """
     model = config["model"]
     height, width = config["data"]["image_size"]
@@ -207,6 +209,19 @@ def check_model_config(config: dict[str, Any], source: str = "config") -> None:
     if model["architecture"] == "small_cnn" and model["weights"] != "none":
         raise ConfigError(f"{source}: model.weights must be none for small_cnn (it has no pretrained weights)",
                           "set model.weights: none, or choose a backbone architecture")
+    if config["train"]["sampling"] == "balanced" and config["train"]["class_weights"] == "balanced":
+        raise ConfigError(f"{source}: train.sampling and train.class_weights are both balanced: the imbalance "
+                          "would be corrected twice, favouring the minority classes",
+                          "keep one: train.sampling: balanced (each class drawn equally often) or "
+                          "train.class_weights: balanced (each class's loss weighted)")
+    augmentation = config["train"]["augmentation"]
+    augmented = any(augmentation[key] not in ("none", 0) for key in ("flip", "rotation", "zoom", "contrast"))
+    if augmented and augmentation["during"] == "fine_tune" and not (
+            model["weights"] != "none" and config["train"]["fine_tune"]["enabled"]):
+        raise ConfigError(f"{source}: train.augmentation.during is fine_tune, but this run has no fine-tuning "
+                          "phase (it needs pretrained model.weights and train.fine_tune.enabled: true), so "
+                          "no epoch would be augmented",
+                          "set train.augmentation.during: all, or enable train.fine_tune")
     if model["weights"] not in ("none", "imagenet") and not Path(model["weights"]).expanduser().is_file():
         raise ConfigError(f"{source}: model.weights {model['weights']!r} is neither none, imagenet, nor an "
                           "existing file", "give the path of a .weights.h5 file saved from the same backbone")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from imgclf.core.errors import ImgclfError
 from imgclf.core.io import read_index, read_json
 from imgclf.evaluate.metrics import (
     GLOBAL_METRICS,
@@ -73,7 +75,7 @@ def _log_summary(summary: dict[str, Any], n_seeds: int, log: logging.Logger) -> 
 
 def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: Sequence[str],
                  histories: Sequence[str], curves: Sequence[str], predictions: Sequence[str], summary: str | Path,
-                 rule: str, log: logging.Logger) -> dict[str, Any]:
+                 rule: str, objective: dict[str, str], log: logging.Logger) -> dict[str, Any]:
     """Rule deploy_model: choose one final model on validation (``evaluation.deploy``), never on
     the test set, and copy it with its run's curves and test predictions.
 
@@ -81,6 +83,8 @@ def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: S
         models, trainings, evaluations, histories, curves, predictions: One file per final model,
             in the same seed order.
         summary: The test summary. rule: ``evaluation.deploy``.
+        objective: The resolved objective (:func:`imgclf.core.objectives.resolve_objective`): each
+            seed's value at its best epoch is what the rule compares.
         log: The job's logger.
 
     Returns:
@@ -89,9 +93,15 @@ def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: S
     """
     records = [read_json(p) for p in trainings]
     tested = {e["seed"]: e for e in (read_json(p) for p in evaluations)}
-    monitor = records[0]["monitor"]
-    validation = {t["seed"]: t["best_value"] for t in records if t["best_value"] is not None}
+    monitor = objective["name"]
+    validation = {t["seed"]: t["at_best_epoch"][monitor] for t in records
+                  if t.get("at_best_epoch", {}).get(monitor) is not None and math.isfinite(t["at_best_epoch"][monitor])}
+    if not validation:
+        raise ImgclfError(f"no final model has a finite {monitor} at its best epoch, so none can be deployed by it",
+                          "see the final trainings' histories (results/final/seed_*/history.csv)")
+    log.info("deploying by %s (%s)", monitor, objective["why"])
     choice = choose_deployed(validation, monitor, rule)
+    choice["why_metric"] = objective["why"]
     seed = choice["seed"]
     rank = [t["seed"] for t in records].index(seed)
     training, model = records[rank], Path(models[rank]).read_bytes()

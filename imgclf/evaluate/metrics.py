@@ -16,6 +16,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from imgclf.core.errors import ConfigError
+from imgclf.core.objectives import direction
 
 #: Metrics a target can name; per-class ones need a class.
 GLOBAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
@@ -271,13 +272,13 @@ def choose_deployed(validation: dict[int, float], monitor: str, rule: str) -> di
 
     Args:
         validation: Each seed's best validation value of ``monitor``.
-        monitor: The metric (``val_loss`` is lower-is-better).
+        monitor: The validation metric (its direction from :mod:`imgclf.core.objectives`).
         rule: ``median_validation`` or ``best_validation``.
 
     Returns:
         ``seed``, ``rule``, ``monitor``, ``value`` and a sentence saying why.
     """
-    higher = not monitor.endswith("loss")
+    higher = direction(monitor) == "max"
     if rule == "median_validation":
         seed = median_seed(validation, higher_is_better=higher)
         why = (f"median {monitor} over {len(validation)} seeds: a typical model, neither the luckiest "

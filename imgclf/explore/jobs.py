@@ -13,13 +13,13 @@ from imgclf.explore.plots import plot_best_curves, plot_study
 from imgclf.explore.studies import answer, expand_study, points_table_markdown, summarize_study
 
 
-def explore_summary(study: dict[str, Any], seed: int, objective: str, metrics: list[str], histories: list[str],
+def explore_summary(study: dict[str, Any], seed: int, objective: dict[str, str], metrics: list[str], histories: list[str],
                     log: logging.Logger) -> dict[str, Any]:
     """Rule explore_summary: a study's answer, the best point per scientific value, edge flags.
 
     Args:
         study: The study's config. seed: The experiment's seed (it draws the nuisance samples).
-        objective: ``explore.objective``.
+        objective: The resolved ``explore.objective`` (:func:`imgclf.core.objectives.resolve_objective`).
         metrics, histories: Every point's metrics and history, in point order.
         log: The job's logger.
 
@@ -27,7 +27,9 @@ def explore_summary(study: dict[str, Any], seed: int, objective: str, metrics: l
         ``summary``, ``table``, ``markdown``, ``plot`` and ``best_curves``.
     """
     points = expand_study(study, seed)
-    summary = summarize_study(study, points, {p.id: read_json(m) for p, m in zip(points, metrics)}, objective)
+    log.info("points ranked by %s (%s)", objective["name"], objective["why"])
+    summary = summarize_study(study, points, {p.id: read_json(m) for p, m in zip(points, metrics)}, objective["name"])
+    summary["objective_why"] = objective["why"]
     summary["answer"] = answer(summary)
     log.info("%s", summary["answer"])
     for flag in summary["edge_flags"]:

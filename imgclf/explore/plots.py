@@ -28,8 +28,9 @@ def plot_study(summary: dict[str, Any]) -> "Figure":
     scientific = summary["scientific"]
     nuisance = summary["nuisance"][0] if summary["nuisance"] else None
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for key, group in rows.groupby(scientific, sort=False):
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(scientific, key if isinstance(key, tuple) else (key,)))
+    # Labels, not the values, group the points: a value may be a list (an input size, filters).
+    labels = rows[scientific].apply(lambda r: ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in scientific), axis=1)
+    for label, group in rows.groupby(labels, sort=False):
         x = group[nuisance] if nuisance else range(len(group))
         ok = group[objective].notna()
         line, = ax.plot(pd.Series(list(x))[ok.to_numpy()], group.loc[ok, objective], "o", label=label)

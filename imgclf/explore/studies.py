@@ -20,6 +20,7 @@ from scipy.stats import qmc
 
 from imgclf.core.config import check_model_config, set_dotted, validate_config
 from imgclf.core.errors import ConfigError
+from imgclf.core.objectives import is_better, with_resolved_monitor
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,21 @@ def expand_study(study: dict[str, Any], seed: int) -> list[Point]:
     return points
 
 
+#: The data keys a study may vary: how the images are fed, not which images.
+VARIABLE_DATA_KEYS = ("data.image_size",)
+
+
 def point_config(config: dict[str, Any], study: dict[str, Any], point: Point) -> dict[str, Any]:
     """The config of one point: the study's fixed values, then the point's values."""
     result = copy.deepcopy(config)
     result["explore"] = {**result["explore"], "studies": []}  # a point does not recurse
     for key, value in {**study.get("fixed", {}), **point.overrides}.items():
-        if key.split(".")[0] in ("explore", "split", "data", "validation", "seed"):
+        # The input size only changes how the images are fed; the rest of data, the split and the
+        # seed define the images and folds every point must share.
+        if key.split(".")[0] in ("explore", "split", "data", "validation", "seed") and key not in VARIABLE_DATA_KEYS:
             raise ConfigError(f"explore study {study['name']!r}: {key} cannot vary within a study",
-                              "vary model.* or train.* keys; data, split and seed are shared by all points")
+                              "vary model.* or train.* keys, or data.image_size; the rest of data, the split "
+                              "and the seed are shared by all points")
         try:
             set_dotted(result, key, value)
         except KeyError:
@@ -100,7 +108,7 @@ def point_config(config: dict[str, Any], study: dict[str, Any], point: Point) ->
     source = f"explore study {study['name']!r}, point {point.id}"
     validate_config(result, source=source)
     check_model_config(result, source=source)
-    return result
+    return with_resolved_monitor(result)
 
 
 def check_studies(config: dict[str, Any]) -> None:
@@ -131,7 +139,7 @@ def check_studies(config: dict[str, Any]) -> None:
 
 
 def _better(a: float, b: float, objective: str) -> bool:
-    return a < b if objective.endswith("loss") else a > b
+    return is_better(a, b, objective)
 
 
 def summarize_study(study: dict[str, Any], points: list[Point], metrics: dict[str, dict[str, Any]],
@@ -142,7 +150,7 @@ def summarize_study(study: dict[str, Any], points: list[Point], metrics: dict[st
         study: The study's config.
         points: Its points.
         metrics: Each point's metrics (``metrics.json``), by point id.
-        objective: ``val_accuracy`` or ``val_loss``.
+        objective: The validation metric that ranks the points (:mod:`imgclf.core.objectives`).
 
     Returns:
         ``rows`` (one per point: values, objective, status), ``best`` (one per

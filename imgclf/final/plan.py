@@ -17,6 +17,7 @@ from typing import Any
 from imgclf.core.errors import ConfigError
 from imgclf.evaluate import check_target_definitions
 from imgclf.core.io import json_sha256, read_json, sha256_file
+from imgclf.core.objectives import resolve_monitor
 from imgclf.tune import apply_values
 
 #: The config sections a training run reads: only these are rule params, so that
@@ -41,9 +42,13 @@ def final_fold(config: dict[str, Any], seed: int) -> int:
 
 
 def training_config(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The part of the config a final training reads, with its own seed and epochs."""
+    """The part of the config a final training reads, with its own seed and epochs and the
+    early-stopping monitor resolved (:func:`imgclf.core.objectives.resolve_monitor`)."""
     result = {key: copy.deepcopy(config[key]) for key in TRAINING_SECTIONS}
     result["seed"] = seed
+    # auto follows the targets, which the training sections lack: resolved here, so that the
+    # monitor is one of the decisions the seal records.
+    result["train"]["early_stopping"]["monitor"] = resolve_monitor(config)["name"]
     if config["final"]["epochs"] is not None:
         result["train"]["epochs"] = config["final"]["epochs"]
     return result

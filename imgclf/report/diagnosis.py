@@ -24,6 +24,12 @@ OVERFIT_EPOCHS = 2  # ...reached at least this many epochs before the end (one b
 OVERFIT_GAP = 0.10  # training accuracy this much above validation accuracy at the end
 FROZEN_CHANGE = 1e-3  # relative weight change (from the initial weights) under which a layer "did not move"
 EXPLODED_CHANGE = 10.0  # relative weight change above which a layer "blew up"
+MATERIAL_SHARE = 0.01  # a validation warning on fewer images than this share is minor: it never sets the next action
+#: Validation warnings that matter whatever their count: they bias what the model learns.
+MATERIAL_CODES = ("class_imbalance", "label_conflict", "near_duplicate_label_conflict", "exact_duplicates",
+                  "near_duplicates")
+ONE_CLASS_SHARE = 0.8  # a model predicting one class for this share of the test images...
+ONE_CLASS_EXCESS = 0.2  # ...this much above the class's true share predicts one class for most images
 
 ORDER = ("data", "underfitting", "overfitting", "updates")
 
@@ -32,6 +38,15 @@ ACTIONS = {
             "check image quality, label quality, variety and class balance, or gather more data.",
     "underfitting": "Underfitting (step 4): use a bigger network (more filters or layers, a larger input size, "
                     "a pretrained backbone), train longer, or raise the learning rate.",
+    "still_improving": "Still improving at the last epoch: raise train.epochs (train.fine_tune.epochs for phase 2) "
+                       "or the early-stopping patience; the worked example of docs/practices.md section 7 gained "
+                       "most this way.",
+    "first_epoch": "The best epoch is the first: the metric early stopping watches may disagree with the objective "
+                   "(set train.early_stopping.monitor: auto, which follows the targets), or the learning rate is too "
+                   "high (lower it 3 to 10 times).",
+    "one_class": "The model predicts one class for most images: draw the classes evenly (train.sampling: balanced) "
+                 "or weigh them (train.class_weights: balanced), and select by a metric that weighs classes "
+                 "(a balanced_accuracy or per-class recall target makes the objective follow it).",
     "overfitting": "Overfitting (step 5): add augmentation, dropout or weight decay, or stop earlier "
                    "(early stopping on the validation loss); more data helps most.",
     "overconfident": "The validation loss rises while the validation accuracy still improves: the model grows "
@@ -52,13 +67,25 @@ def _finding(kind: str, severity: str, message: str, action: str, **details: Any
     return {"kind": kind, "severity": severity, "message": message, "action": action, **details}
 
 
-def data_findings(validation: list[dict[str, Any]], audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Data problems: validation warnings and data-audit findings (errors stop the pipeline earlier)."""
+def data_findings(validation: list[dict[str, Any]], audit: list[dict[str, Any]],
+                  n_images: int | None = None) -> list[dict[str, Any]]:
+    """Data problems: validation warnings and data-audit findings (errors stop the pipeline earlier).
+
+    A validation warning concerning fewer than :data:`MATERIAL_SHARE` of the ``n_images`` usable
+    images (22 images of 6,000 without an age, in a column the model never reads) is *minor*
+    (severity ``note``): listed, but it never sets the next action. Imbalance, duplicates and
+    label conflicts (:data:`MATERIAL_CODES`) and every audit finding are material.
+    """
     found = []
     for item in validation:
         if item.get("severity") in ("warning", "error"):
-            found.append(_finding("data", "warning", f"validation: {item['message']}", ACTIONS["data"],
-                                  hint=item.get("hint", "")))
+            count = item.get("count") or 0
+            minor = (item.get("code") not in MATERIAL_CODES and n_images and item.get("severity") == "warning"
+                     and 0 < count < MATERIAL_SHARE * n_images)
+            found.append(_finding("data", "note" if minor else "warning",
+                                  f"validation: {item['message']}" + (f" (minor: {count} of {n_images} images)"
+                                                                       if minor else ""),
+                                  ACTIONS["data"], hint=item.get("hint", "")))
     for item in audit:
         found.append(_finding("data", "warning", f"bias audit ({item['column']}): {item['message']}", ACTIONS["data"]))
     return found
@@ -125,6 +152,48 @@ def fitting_findings(history: pd.DataFrame, targets: list[dict[str, Any]]) -> li
     return found
 
 
+def epoch_findings(history: pd.DataFrame, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The best epoch at the run's last epoch (still improving) or at its first (the monitor and the
+    objective disagree, or the rate is too high), from its metrics (``best_epoch``, ``status``,
+    ``monitor``).
+
+    Args:
+        history: The run's history.
+        run: Its training metrics (``metrics.json``): ``best_epoch``, ``status``, ``monitor``.
+    """
+    found: list[dict[str, Any]] = []
+    best, status = run.get("best_epoch"), run.get("status")
+    if history.empty or best is None or status == "diverged":
+        return found
+    epochs = [int(e) for e in history["epoch"]]
+    monitor = run.get("monitor", "the monitored metric")
+    if best == epochs[-1] and status == "completed" and len(epochs) >= 2:
+        found.append(_finding("underfitting", "problem",
+                              f"the best epoch ({best}) is the last one trained: {monitor} was still improving "
+                              "when the epochs ran out", ACTIONS["still_improving"], variant="still_improving"))
+    elif best == epochs[0] and len(epochs) >= 3:
+        found.append(_finding("updates", "problem",
+                              f"the best epoch is the first of {len(epochs)}: {monitor} only got worse after it",
+                              ACTIONS["first_epoch"], variant="first_epoch"))
+    return found
+
+
+def prediction_findings(confusion: list[list[int]], class_names: list[str]) -> list[dict[str, Any]]:
+    """A model that predicts one class for most images (the majority class, typically), from its
+    test confusion matrix (rows: true classes)."""
+    matrix = np.asarray(confusion, dtype=float)
+    if matrix.ndim != 2 or matrix.sum() == 0 or len(class_names) != matrix.shape[0]:
+        return []
+    predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
+    top = int(predicted.argmax())
+    if predicted[top] >= ONE_CLASS_SHARE and predicted[top] - true[top] >= ONE_CLASS_EXCESS:
+        return [_finding("underfitting", "problem",
+                         f"the model predicts {class_names[top]} for {100 * predicted[top]:.0f}% of the test images, "
+                         f"which are {100 * true[top]:.0f}% {class_names[top]}", ACTIONS["one_class"],
+                         variant="one_class")]
+    return []
+
+
 def update_findings(history: pd.DataFrame, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Updates that explode (non-finite losses, weights blown up) or do not move (frozen weights).
 
@@ -164,7 +233,8 @@ def update_findings(history: pd.DataFrame, changes: list[dict[str, Any]]) -> lis
 
 
 def diagnose_run(history: pd.DataFrame, changes: list[dict[str, Any]], targets: list[dict[str, Any]],
-                 data: list[dict[str, Any]], targets_met: bool | None) -> dict[str, Any]:
+                 data: list[dict[str, Any]], targets_met: bool | None, run: dict[str, Any] | None = None,
+                 test: dict[str, Any] | None = None, class_names: list[str] | None = None) -> dict[str, Any]:
     """The diagnosis of one final run.
 
     Args:
@@ -173,12 +243,19 @@ def diagnose_run(history: pd.DataFrame, changes: list[dict[str, Any]], targets: 
         targets: The configured targets.
         data: :func:`data_findings` (shared by every run).
         targets_met: Whether the targets are met over the seeds (None: no targets).
+        run: Its training metrics (best epoch, status, monitor), for :func:`epoch_findings`.
+        test: Its test metrics (the confusion matrix), for :func:`prediction_findings`.
+        class_names: The classes, in the confusion matrix's order.
 
     Returns:
         ``findings`` in the order of docs/practices.md section 2 (data, underfitting,
         overfitting, updates), ``next_action`` and ``reason`` (which finding decided it).
     """
     findings = data + fitting_findings(history, targets) + update_findings(history, changes)
+    if run is not None:
+        findings += epoch_findings(history, run)
+    if test is not None and class_names:
+        findings += prediction_findings(test.get("confusion_matrix", []), class_names)
     findings.sort(key=lambda f: ORDER.index(f["kind"]))
     problems = [f for f in findings if f["severity"] == "problem"]
     exploded = next((f for f in problems if f.get("variant") == "exploded"), None)
@@ -186,8 +263,8 @@ def diagnose_run(history: pd.DataFrame, changes: list[dict[str, Any]], targets: 
         # A diverged run says nothing about its data or its fit: the updates come first.
         decided = exploded
     elif targets_met is False or (targets_met is None and problems):
-        # The model underperforms: the first finding in the order of section 2 decides.
-        decided = next(iter(findings), None)
+        # The model underperforms: the first material finding in the order of section 2 decides.
+        decided = next((f for f in findings if f["severity"] != "note"), None)
     else:
         decided = problems[0] if problems else None
     if decided is None:

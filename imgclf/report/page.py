@@ -19,7 +19,8 @@ from imgclf.core.config import config_sha256 as config_hash
 from imgclf.report.deployment import drift_section, export_section
 from imgclf.core.io import read_json
 from imgclf.report.html_parts import as_list, esc, figure, fmt, table, verdict
-from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, OVERFIT_EPOCHS, OVERFIT_GAP, OVERFIT_RISE,
+from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, MATERIAL_SHARE, OVERFIT_EPOCHS, OVERFIT_GAP,
+                                     OVERFIT_RISE,
                                      changes_from_weight_samples, data_findings, diagnose_run)
 
 SECTIONS = (
@@ -75,7 +76,9 @@ def _summary(ctx: dict[str, Any]) -> str:
                      f"{sum(bool(t['met_with_confidence']) for t in targets)} with confidence</span></div>")
     if card:
         cards.append(f"<div class='card'>Deployed model<b>seed {esc(card['chosen']['seed'])}</b>"
-                     f"<span class='note'>{esc(card['chosen']['rule'])}</span></div>")
+                     f"<span class='note'>{esc(card['chosen']['rule'])} by {esc(card['chosen'].get('monitor'))}"
+                     + (f" ({esc(card['chosen']['why_metric'])})" if card["chosen"].get("why_metric") else "")
+                     + "</span></div>")
     if carbon and carbon.get("total"):
         total = carbon["total"]
         cards.append(f"<div class='card'>Energy, all jobs<b>{total['kwh'] * 1000:.3g} Wh</b>"
@@ -154,7 +157,8 @@ def _exploration(ctx: dict[str, Any]) -> str:
         flags = "".join(f"<li class='warn'>{esc(f)}</li>" for f in summary.get("edge_flags", []))
         points = pd.read_csv(study["points"]).to_dict("records") if study.get("points") else []
         parts.append(f"<h3>Study {esc(summary['study'])}</h3><p><b>Question:</b> {esc(summary['question'])}<br>"
-                     f"<b>Answer:</b> {esc(summary['answer'])}</p>"
+                     f"<b>Answer:</b> {esc(summary['answer'])}<br><b>Ranked by</b> {esc(summary['objective'])}"
+                     + (f" ({esc(summary['objective_why'])})" if summary.get("objective_why") else "") + "</p>"
                      + (f"<ul>{flags}</ul>" if flags else "")
                      + f"<p class='note'>Scientific: {esc(', '.join(summary.get('scientific', {})))}; nuisance: "
                        f"{esc(', '.join(summary.get('nuisance', {})) or 'none')}; fixed: "
@@ -171,7 +175,8 @@ def _tuning(ctx: dict[str, Any]) -> str:
     trials = pd.read_csv(inputs["tune_trials"]).to_dict("records") if inputs.get("tune_trials") else []
     return (f"<p>{esc(best['algorithm'])} search, {esc(best['trials'])} trials on {esc(best['n_train'])} training "
             f"images ({100 * best['data_fraction']:.0f}% of the fold) and {esc(best['n_val'])} validation images; "
-            f"objective {esc(best['objective'])}. Best: trial {esc(best['best_trial'])}, "
+            f"objective {esc(best['objective'])}"
+            + (f" ({esc(best['objective_why'])})" if best.get("objective_why") else "") + ". Best: trial {esc(best['best_trial'])}, "
             f"{esc(best['objective'])} = {fmt(best['best_value'])}.</p>"
             + table([{"key": k, "value": v, "from": "exploration study"} for k, v in best["fixed_from_study"].items()]
                     + [{"key": k, "value": v, "from": "search"} for k, v in best["hyperparameters"].items()])
@@ -190,8 +195,11 @@ def _training(ctx: dict[str, Any]) -> str:
                   f"least {OVERFIT_EPOCHS} epochs before, while the training loss fell, or training accuracy "
                   f"{OVERFIT_GAP:g} above validation accuracy); updates "
                   f"(NaN losses, weights changed by more than {EXPLODED_CHANGE:g} times their initial norm, or no "
-                  f"layer changed by {FROZEN_CHANGE:g}). When the targets are not met, the first finding in that "
-                  f"order sets the next action.</p>")
+                  f"layer changed by {FROZEN_CHANGE:g}); the best epoch at the last epoch (still improving) or at "
+                  f"the first (the monitor disagrees with the objective, or the rate is too high); a model "
+                  f"predicting one class for most test images. When the targets are not met, the first "
+                  f"material finding in that order sets the next action (a data warning on under "
+                  f"{100 * MATERIAL_SHARE:g}% of the images is minor).</p>")
     for run in ctx["finals"]:
         metrics, diagnosis = run["metrics"], run["diagnosis"]
         evaluation = ctx["per_seed_test"].get(run["seed"], {})
@@ -210,8 +218,10 @@ def _training(ctx: dict[str, Any]) -> str:
         parts.append(f"<details{opened}><summary><b>{esc(title)}</b>: {esc(diagnosis['reason'])}</summary>"
                      f"{body}</details>")
     applied = ctx["finals"][0]["metrics"].get("applied", {}) if ctx["finals"] else {}
+    monitor = ctx["finals"][0]["metrics"].get("monitor") if ctx["finals"] else None
     return (f"<p>Each final model retrains the chosen configuration with its own seed (tuned values applied: "
-            f"{esc(json.dumps(applied))}).</p>" + table(rows) + "<h3>Diagnosis of each run</h3>" + thresholds
+            f"{esc(json.dumps(applied))}). Early stopping, the learning-rate reduction and the best checkpoint "
+            f"watched {esc(monitor)}.</p>" + table(rows) + "<h3>Diagnosis of each run</h3>" + thresholds
             + "".join(parts))
 
 
@@ -353,7 +363,8 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
     for path in as_list(inputs.get("test_metrics")):
         record = read_json(path)
         per_seed_test[int(record["seed"])] = record["metrics"]
-    shared = data_findings((validation or {}).get("findings", []), (audit_data or {}).get("findings", []))
+    shared = data_findings((validation or {}).get("findings", []), (audit_data or {}).get("findings", []),
+                           ((validation or {}).get("summary") or {}).get("n_usable"))
     targets_met = evaluation["all_targets_met"] if evaluation and evaluation["targets"] else None
     finals = []
     for metrics_path, history_path, curves, histograms, samples in zip(
@@ -364,7 +375,8 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
         changes = changes_from_weight_samples(samples)
         finals.append({"seed": int(metrics["seed"]), "metrics": metrics, "curves": curves,
                        "weight_histograms": histograms,
-                       "diagnosis": diagnose_run(history, changes, config["targets"], shared, targets_met)})
+                       "diagnosis": diagnose_run(history, changes, config["targets"], shared, targets_met, metrics,
+                                                 per_seed_test.get(int(metrics["seed"])), metrics.get("classes"))})
     model = read_json(inputs.get("model_card"))
     chosen = (model or {}).get("chosen", {}).get("seed")
     overall = next((f["diagnosis"] for f in finals if f["seed"] == chosen), finals[0]["diagnosis"] if finals else None)

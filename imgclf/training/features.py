@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imgclf.training.inputs import balanced_draw
 from imgclf.training.models import is_pretrained
 
 HEAD_LAYERS = ("dropout", "dense", "classifier")
@@ -37,6 +38,7 @@ class FeatureSource:
     val_labels: np.ndarray
     batch_size: int
     seed: int
+    balanced: bool = False  # train.sampling: balanced draws the features as the image pipeline would
 
 
 def backbone_features(model: keras.Model, images: tf.data.Dataset) -> np.ndarray:
@@ -64,13 +66,19 @@ def feature_datasets(model: keras.Model, source: FeatureSource) -> tuple[tf.data
     """
     train = backbone_features(model, source.train_images)
     val = backbone_features(model, source.val_images)
-    train_data = tf.data.Dataset.from_tensor_slices((train, source.train_labels))
-    train_data = train_data.shuffle(len(source.train_labels), seed=source.seed, reshuffle_each_iteration=True)
+    if source.balanced:
+        train_data = balanced_draw(
+            lambda members: tf.data.Dataset.from_tensor_slices((train[members], source.train_labels[members])),
+            source.train_labels, source.seed)
+    else:
+        train_data = tf.data.Dataset.from_tensor_slices((train, source.train_labels))
+        train_data = train_data.shuffle(len(source.train_labels), seed=source.seed, reshuffle_each_iteration=True)
     val_data = tf.data.Dataset.from_tensor_slices((val, source.val_labels))
     return (train_data.batch(source.batch_size).prefetch(tf.data.AUTOTUNE),
             val_data.batch(source.batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def uses_features(model_config: dict[str, Any], train_config: dict[str, Any], augmented: bool) -> bool:
-    """Whether phase 1 trains on precomputed features: a pretrained backbone, no augmentation, the option on."""
+    """Whether phase 1 trains on precomputed features: a pretrained backbone, no augmentation in
+    phase 1 (``augmented`` says whether phase 1's images are augmented), the option on."""
     return is_pretrained(model_config) and not augmented and train_config["precompute_features"]

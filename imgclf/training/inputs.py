@@ -115,6 +115,30 @@ def augmentation_layers(augment: dict[str, Any], seed: int) -> keras.Sequential 
     return keras.Sequential(chosen, name="augmentation") if chosen else None
 
 
+def balanced_draw(of_members: Any, labels: np.ndarray, seed: int) -> tf.data.Dataset:
+    """One epoch of balanced sampling: ``len(labels)`` elements, each class drawn with equal
+    probability (a minority class's images repeat, a majority class's are drawn from in turn).
+
+    Each class's elements are shuffled (seeded, reshuffled every pass) and repeated; a seeded
+    draw picks the class of every next element, redrawn each epoch. The same seed gives the same
+    sequence on every machine.
+
+    Args:
+        of_members: The dataset of the elements at the given positions (one class's), in order.
+        labels: Every element's class index.
+        seed: The run's seed.
+    """
+    classes = np.unique(labels)
+    per_class = []
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        data = of_members(members).shuffle(len(members), seed=seed + 1 + int(c), reshuffle_each_iteration=True)
+        per_class.append(data.repeat())
+    drawn = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(classes)] * len(classes), seed=seed,
+                                                 rerandomize_each_iteration=True)
+    return drawn.take(len(labels))
+
+
 def _decoder(image_size: tuple[int, int], channels: int):
     def decode(path: tf.Tensor, label: tf.Tensor):
         data = tf.io.read_file(path)
@@ -134,19 +158,29 @@ def make_dataset(
     seed: int,
     augment: keras.Sequential | None = None,
     cache: bool = True,
+    balanced: bool = False,
 ) -> tf.data.Dataset:
     """Decode, resize, cache, shuffle (seeded), batch, augment (seeded), prefetch.
 
     Images are cached as uint8 after resizing (a quarter of float32's memory)
-    and cast to float32 in [0, 255] per batch: the models scale them.
+    and cast to float32 in [0, 255] per batch: the models scale them. With
+    ``balanced`` (a training set only), each epoch draws as many images as the
+    manifest holds, every class equally likely (:func:`balanced_draw`).
     """
-    data = tf.data.Dataset.from_tensor_slices((manifest.paths, manifest.labels))
-    data = data.map(_decoder(tuple(image_size), channels), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-    if cache:
-        data = data.cache()
-    if training:
-        data = data.shuffle(len(manifest.paths), seed=seed, reshuffle_each_iteration=True)
+    decode = _decoder(tuple(image_size), channels)
+
+    def decoded(paths: list[str], labels: np.ndarray) -> tf.data.Dataset:
+        data = tf.data.Dataset.from_tensor_slices((paths, labels))
+        data = data.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return data.cache() if cache else data
+
+    if training and balanced:
+        data = balanced_draw(lambda members: decoded([manifest.paths[i] for i in members], manifest.labels[members]),
+                             manifest.labels, seed)
+    else:
+        data = decoded(manifest.paths, manifest.labels)
+        if training:
+            data = data.shuffle(len(manifest.paths), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size)
     data = data.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)

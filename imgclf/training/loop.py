@@ -25,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from imgclf.core.errors import ImgclfError
+from imgclf.core.objectives import direction
 from imgclf.core.io import write_csv, write_json
 from imgclf.training.features import FeatureSource, feature_datasets, head_model
 from imgclf.training.files import RunFiles  # noqa: F401  (re-exported: the loop's own type)
 from imgclf.training.models import freeze_backbone, get_backbone, unfreeze_top, weight_layers
+from imgclf.training.validation_metrics import ValidationMetrics
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
 WEIGHT_SAMPLES = 4000
@@ -246,6 +248,8 @@ def train(
     seed: int = 0,
     log: Any = None,
     features: FeatureSource | None = None,
+    phase1_data: Any = None,
+    val_labels: np.ndarray | None = None,
 ) -> tuple[keras.Model, RunResult]:
     """Train a model in one or two phases, resuming from a saved state if any.
 
@@ -261,6 +265,11 @@ def train(
         log: A logger for progress, or None.
         features: For a pretrained backbone: phase 1 trains the head on
             features computed once from these images (:mod:`imgclf.training.features`).
+        phase1_data: Phase 1's training dataset where it differs from ``train_data``
+            (augmentation during fine-tuning only), or None.
+        val_labels: The validation labels in ``val_data``'s order (read from it when None):
+            every validation metric is computed from one pass of predictions per epoch
+            (:mod:`imgclf.training.validation_metrics`).
 
     Returns:
         The model with its best weights, and the run's result.
@@ -276,7 +285,14 @@ def train(
         shutil.rmtree(files.resume_dir, ignore_errors=True)
         model, state = build(), _fresh_state()
     monitor = train_config["early_stopping"]["monitor"]
-    mode = "max" if "accuracy" in monitor else "min"
+    if monitor == "auto":  # resolved from the targets by the caller (imgclf.core.objectives); none here
+        monitor = "val_loss"
+    mode = direction(monitor)
+    class_names = list(settings.get("classes") or [])
+    if val_labels is None:
+        val_labels = np.concatenate([np.asarray(y) for _, y in val_data] or [np.zeros(0, np.int64)])
+    if not class_names:
+        class_names = [str(i) for i in range(int(model.output.shape[-1]))]
     fine = train_config["fine_tune"]
     pretrained = get_backbone(model) is not None and settings.get("pretrained", False)
     phases = [(1, train_config["learning_rate"], train_config["epochs"])]
@@ -305,6 +321,8 @@ def train(
             compile_model(model, train_config, learning_rate)
             state["phase"] = phase
         fitted, fit_train, fit_val = model, train_data, val_data
+        if phase == 1 and phase1_data is not None:
+            fit_train = phase1_data
         on_features = phase == 1 and pretrained and features is not None
         if on_features:
             started_features = time.monotonic()
@@ -324,13 +342,14 @@ def train(
             patience=train_config["reduce_lr"]["patience"], min_lr=train_config["reduce_lr"]["min_lr"],
             verbose=0)
         finite = _FiniteLoss()
+        validation = ValidationMetrics(fit_val, val_labels, class_names)
         recorder = _Recorder(files, monitor, mode, phase, weight_layers(model), state, fingerprint,
                              [("early_stopping", early, ["wait", "best", "best_epoch"]),
                               ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"])], seed,
                              end_epoch, log, target=model, resumable=not on_features)
         if resuming and state.get("learning_rate") and not on_features:
             model.optimizer.learning_rate.assign(state["learning_rate"])
-        callbacks: list[keras.callbacks.Callback] = [finite]
+        callbacks: list[keras.callbacks.Callback] = [validation, finite]  # first: the others read its metrics
         if train_config["early_stopping"]["enabled"]:
             callbacks.append(early)
         if train_config["reduce_lr"]["enabled"]:
@@ -342,7 +361,7 @@ def train(
         callbacks.append(recorder)  # last: restores after the others reset, saves after they update
         if log:
             log.info("phase %d: epochs %d-%d", phase, start_epoch + 1, end_epoch)
-        fitted.fit(fit_train, validation_data=fit_val, epochs=end_epoch, initial_epoch=start_epoch,
+        fitted.fit(fit_train, epochs=end_epoch, initial_epoch=start_epoch,
                   callbacks=callbacks, class_weight=class_weight, verbose=0,
                   shuffle=False)  # the dataset shuffles itself, seeded
         phase_log.append({"phase": phase, "learning_rate": learning_rate, "first_epoch": start_epoch + 1,

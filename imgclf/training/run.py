@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from imgclf.core.io import read_index
+from imgclf.core.objectives import check_metric_name
 from imgclf.training.inputs import (augmentation_layers, class_weights, infer_channels, make_dataset,
                                     read_manifest)
 from imgclf.training.features import FeatureSource, uses_features
@@ -44,6 +45,8 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
 
     index = read_index(inputs.index)
     class_names = sorted(index["label"].unique())
+    # A monitor naming an absent class fails before any image is decoded.
+    check_metric_name("train.early_stopping.monitor", config["train"]["early_stopping"]["monitor"], class_names)
     image_size = tuple(config["data"]["image_size"])
     channels = infer_channels(index, config["data"]["channels"])
     seed = config["seed"]
@@ -55,7 +58,10 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
     # Build once before any data is decoded: a bad architecture or weights file fails fast.
     build_model(model_config, len(class_names), input_shape)
     augment = augmentation_layers(train_config["augmentation"], seed)
-    train_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, augment)
+    # augmentation.during: fine_tune leaves phase 1 on plain images (or on their features).
+    phase1_augmented = augment is not None and train_config["augmentation"]["during"] == "all"
+    balanced = train_config["sampling"] == "balanced"
+    train_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, augment, balanced=balanced)
     val_data = make_dataset(val_manifest, image_size, channels, batch_size, False, seed)
     weights = class_weights(train_manifest.labels, len(class_names), train_config["class_weights"])
     settings = {"model": model_config, "train": train_config, "seed": seed, "batch_size": batch_size,
@@ -64,12 +70,17 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
                 "pretrained": is_pretrained(model_config),
                 "train_manifest": train_manifest.table["sha256"].tolist(),
                 "val_manifest": val_manifest.table["sha256"].tolist()}
-    features = None
-    if uses_features(model_config, train_config, augment is not None):
+    features, phase1_data = None, None
+    if uses_features(model_config, train_config, phase1_augmented):
         features = FeatureSource(make_dataset(train_manifest, image_size, channels, batch_size, False, seed),
-                                 train_manifest.labels, val_data, val_manifest.labels, batch_size, seed)
+                                 train_manifest.labels, val_data, val_manifest.labels, batch_size, seed, balanced)
+    elif augment is not None and not phase1_augmented:
+        phase1_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, balanced=balanced)
+    if augment is not None and not phase1_augmented and log:
+        log.info("augmentation in phase 2 (fine-tuning) only: train.augmentation.during is fine_tune")
     model, result = train(lambda: build_model(model_config, len(class_names), input_shape),
-                          train_data, val_data, train_config, files, settings, weights, seed, log, features)
+                          train_data, val_data, train_config, files, settings, weights, seed, log, features,
+                          phase1_data, val_manifest.labels)
     if result.status == "diverged" and train_config["on_divergence"] == "fail":
         raise ImgclfError(result.message, "see the curves and weight histograms of this run")
     if files.model is not None:

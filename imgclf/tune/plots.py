@@ -15,11 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from imgclf.core.objectives import direction  # noqa: E402
 from imgclf.training.plots import plot_curve_columns  # noqa: E402
 
 
 def _higher_is_better(objective: str) -> bool:
-    return objective.endswith("accuracy")
+    return direction(objective) == "max"
 
 
 def plot_objective_per_trial(table: pd.DataFrame, objective: str) -> "Figure":

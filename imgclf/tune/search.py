@@ -32,6 +32,7 @@ import pandas as pd
 
 from imgclf.core.errors import ConfigError, ImgclfError
 from imgclf.core.io import atomic_write_text
+from imgclf.core.objectives import direction, resolve_monitor, resolve_objective, with_resolved_monitor
 from imgclf.tune.search_space import apply_values, check_search_space, subsample, values_key
 from imgclf.core.runtime import memory_mb
 from keras_tuner.src import utils as _kt_utils
@@ -130,7 +131,7 @@ class TrialRunner:
         table.to_csv(histories / f"{key}.csv", index=False)
         objective = self.data["objective"]
         series = history[objective]
-        best = (max if objective.endswith("accuracy") else min)(range(len(series)), key=series.__getitem__)
+        best = (max if direction(objective) == "max" else min)(range(len(series)), key=series.__getitem__)
         metrics = {k: float(v[best]) for k, v in history.items() if len(v) > best}
         metrics.update(epochs_run=float(len(series)), best_epoch=float(best + 1),
                        trial_seconds=time.monotonic() - started, trial_peak_rss_mb=float(result["peak_rss_mb"]),
@@ -170,7 +171,7 @@ def make_tuner(algorithm: str, runner: TrialRunner, objective: str, max_trials: 
     """Keras Tuner's BayesianOptimization, Hyperband or RandomSearch, resuming from ``directory``."""
     if max_trials < 1:
         raise ConfigError(f"tune.max_trials is {max_trials}", "give a budget of at least one trial")
-    target = kt.Objective(objective, "max" if objective.endswith("accuracy") else "min")
+    target = kt.Objective(objective, direction(objective))
     common = {"hypermodel": None, "objective": target, "seed": seed, "directory": str(directory),
               "project_name": project_name, "overwrite": False, "max_consecutive_failed_trials": 1}
     if algorithm == "bayesian":
@@ -275,6 +276,10 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
     tune = config["tune"]
     space = tune["search_space"]
     check_search_space(space, config)
+    objective = resolve_objective(config, "tune")
+    if log:
+        log.info("objective %s (%s); trials stop early by %s", objective["name"], objective["why"],
+                 resolve_monitor(config)["name"])
     index = read_index(inputs.index)
     classes = sorted(index["label"].unique())
     channels = infer_channels(index, config["data"]["channels"])
@@ -286,16 +291,16 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
     subsampled = directory / "train_subsample.csv"
     table = subsample(train.table, tune["data_fraction"], config["seed"])
     n_train = len(table)
-    trial_config = copy.deepcopy(config)
+    trial_config = with_resolved_monitor(copy.deepcopy(config))
     trial_config["train"]["epochs"] = tune["epochs"]
     data = {"train_manifest": str(subsampled), "val_manifest": str(inputs.val_manifest),
             "data_root": str(inputs.data_root), "classes": classes, "image_size": list(config["data"]["image_size"]),
-            "channels": channels, "batch_size": batch_size, "objective": tune["objective"], "seed": config["seed"],
+            "channels": channels, "batch_size": batch_size, "objective": objective["name"], "seed": config["seed"],
             "threads": threads}
     start_afresh_if_changed(directory, search_settings(trial_config, data, csv_text(table), inputs.val_manifest), log)
     write_csv(subsampled, table)
     runner = TrialRunner(trial_config, space, data, directory, log)
-    tuner = make_tuner(tune["algorithm"], runner, tune["objective"], tune["max_trials"], config["seed"],
+    tuner = make_tuner(tune["algorithm"], runner, objective["name"], tune["max_trials"], config["seed"],
                        directory, "search", max_epochs=tune["epochs"])
     done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     runner.total, runner.started = tune["max_trials"], done
@@ -304,7 +309,7 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
                  "each trial in its own process", tune["algorithm"], done, tune["max_trials"], n_train,
                  100 * tune["data_fraction"], len(val.paths))
     tuner.search(verbose=0)
-    trials = trials_table(tuner, space, tune["objective"])
+    trials = trials_table(tuner, space, objective["name"])
     histories = {}
     for trial_id, trial in tuner.oracle.trials.items():
         path = directory / "histories" / f"{values_key(trial.hyperparameters.values)}.csv"

@@ -13,6 +13,7 @@ from typing import Any
 from imgclf.carbon import track_emissions
 from imgclf.core import runtime
 from imgclf.core.io import read_json
+from imgclf.core.objectives import direction, resolve_objective
 from imgclf.training.files import TrainingInputs, resolve_batch_size
 from imgclf.tune.search_space import fix_from_study
 
@@ -47,8 +48,9 @@ def tune_search(config: dict[str, Any], inputs: TrainingInputs, batch_size_file:
         batch_size = resolve_batch_size(config["train"]["batch_size"], batch_size_file)
         result = run_tuning(config, inputs, Path(tuner_dir), batch_size, log, threads=threads)
     tune, table = config["tune"], result["table"]
-    objective = tune["objective"]
-    best_row = table.dropna(subset=[objective]).sort_values(objective, ascending=objective.endswith("loss")).iloc[0]
+    chosen = resolve_objective(config, "tune")
+    objective = chosen["name"]
+    best_row = table.dropna(subset=[objective]).sort_values(objective, ascending=direction(objective) == "min").iloc[0]
     log.info("best of %d trials: %s (%s %.4f)", len(table), result["best"], objective, best_row[objective])
     return {
         "trials": table,
@@ -56,6 +58,7 @@ def tune_search(config: dict[str, Any], inputs: TrainingInputs, batch_size_file:
         "hyperparameters_plot": plot_hyperparameters(table, [p["name"] for p in tune["search_space"]], objective),
         "top_curves": plot_top_curves(table, result["histories"], objective),
         "best": {"hyperparameters": result["best"], "fixed_from_study": fixed, "objective": objective,
+                 "objective_why": chosen["why"],
                  "best_value": float(best_row[objective]), "best_trial": str(best_row["trial"]),
                  "trials": int(len(table)), "algorithm": tune["algorithm"], "data_fraction": tune["data_fraction"],
                  "n_train": result["n_train"], "n_val": result["n_val"], "batch_size": batch_size,

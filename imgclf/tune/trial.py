@@ -43,6 +43,8 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     import keras
 
     from imgclf.core.errors import ConfigError
+    from imgclf.core.objectives import direction, known_names
+    from imgclf.training.validation_metrics import ValidationMetrics
     from imgclf.training.inputs import make_dataset, read_manifest
     from imgclf.training.features import FeatureSource, feature_datasets, head_model, uses_features
     from imgclf.training.loop import compile_model
@@ -55,7 +57,8 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     # The parent checked every file's sha256 before the search.
     train_manifest = read_manifest(request["train_manifest"], request["data_root"], classes, verify=False)
     val_manifest = read_manifest(request["val_manifest"], request["data_root"], classes, verify=False)
-    train_data = make_dataset(train_manifest, size, channels, batch, True, request["seed"])
+    balanced = train["sampling"] == "balanced"
+    train_data = make_dataset(train_manifest, size, channels, batch, True, request["seed"], balanced=balanced)
     val_data = make_dataset(val_manifest, size, channels, batch, False, request["seed"])
     runtime.set_precision(train["mixed_precision"], runtime.visible_gpus())
     model = build_model(model_config, len(classes), (*size, channels))
@@ -64,8 +67,11 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
         freeze_backbone(model)
     compile_model(model, train, train["learning_rate"])
     monitor = train["early_stopping"]["monitor"]
-    mode = "max" if "accuracy" in monitor else "min"
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    monitor = "val_loss" if monitor == "auto" else monitor  # the parent resolves it from the targets
+    mode = direction(monitor)
+    validation = ValidationMetrics(val_data, val_manifest.labels, classes)
+    # First: early stopping and the rate reduction read the metrics it adds.
+    callbacks: list[keras.callbacks.Callback] = [validation, keras.callbacks.TerminateOnNaN()]
     if train["early_stopping"]["enabled"]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                                        patience=train["early_stopping"]["patience"]))
@@ -79,23 +85,25 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
         # The head alone on features computed once: a trial of head settings costs seconds.
         fit_train, fit_val = feature_datasets(model, FeatureSource(
             make_dataset(train_manifest, size, channels, batch, False, request["seed"]), train_manifest.labels,
-            val_data, val_manifest.labels, batch, request["seed"]))
+            val_data, val_manifest.labels, batch, request["seed"], balanced))
         fitted = head_model(model)
         compile_model(fitted, train, train["learning_rate"])
-    history = fitted.fit(fit_train, validation_data=fit_val, epochs=train["epochs"], callbacks=callbacks,
+    validation.data = fit_val
+    history = fitted.fit(fit_train, epochs=train["epochs"], callbacks=callbacks,
                          shuffle=False, verbose=0).history
     fine = train["fine_tune"]
     if pretrained and fine["enabled"]:
         done = len(history["loss"])
         unfreeze_top(model, fine["unfreeze_layers"])
         compile_model(model, train, fine["learning_rate"])
-        more = model.fit(train_data, validation_data=val_data, initial_epoch=done, epochs=done + fine["epochs"],
+        validation.data = val_data
+        more = model.fit(train_data, initial_epoch=done, epochs=done + fine["epochs"],
                          shuffle=False, callbacks=callbacks, verbose=0).history
         history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
     objective = request["objective"]
     if objective not in history:
         raise ConfigError(f"tune.objective {objective!r} is never computed "
-                          f"(computed: {', '.join(sorted(history))})", "use val_accuracy or val_loss")
+                          f"(computed: {', '.join(sorted(history))})", f"use one of {', '.join(known_names())}")
     return {"history": {k: [float(v) for v in values] for k, values in history.items()},
             "peak_rss_mb": runtime.memory_mb()["peak_rss_mb"], "pid": os.getpid()}
 

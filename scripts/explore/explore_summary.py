@@ -11,5 +11,5 @@ from imgclf.explore import explore_summary  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with job(sm.log[0], f"explore_summary {sm.wildcards.study}") as log:
-    write_outputs(sm.output, explore_summary(sm.params.study, sm.config["seed"], sm.config["explore"]["objective"],
+    write_outputs(sm.output, explore_summary(sm.params.study, sm.config["seed"], sm.params.objective,
                                              sm.input.metrics, sm.input.histories, log))

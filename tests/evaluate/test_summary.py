@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgclf.core.errors import ConfigError
+from imgclf.core.errors import ConfigError, ImgclfError
 from imgclf.evaluate.metrics import (choose_deployed, classification_metrics, evaluation_markdown, predictions_table,
                                      summarize_evaluation)
 
@@ -83,7 +83,9 @@ def write_run(tmp_path, seeds_right):
         record = evaluations({seed: right})[seed]
         (folder / "test.json").write_text(json.dumps({"seed": seed, **record}))
         (folder / "train.json").write_text(json.dumps({
-            "seed": seed, "monitor": "val_accuracy", "best_value": val_accuracy, "classes": ["a", "b"],
+            "seed": seed, "monitor": "val_loss", "best_value": 0.3, "classes": ["a", "b"],
+            # The balanced accuracy ranks the seeds otherwise than the accuracy: 43 < 42 < 44 against 42 < 44 < 43.
+            "at_best_epoch": {"val_accuracy": val_accuracy, "val_balanced_accuracy": {42: 0.8, 43: 0.7, 44: 0.9}[seed]},
             "image_size": [8, 8], "channels": 1, "fold": 0, "decisions": {"config": {"seed": seed}}}))
         (folder / "model.keras").write_bytes(f"model of seed {seed}".encode())
         (folder / "history.csv").write_text("epoch,loss\n1,0.5\n")
@@ -112,9 +114,18 @@ def test_the_summary_and_deployment_jobs_read_every_seed_and_choose_on_validatio
     assert result["headline"]["accuracy"]["mean"] == pytest.approx(0.9)
     write_json(tmp_path / "summary.json", result["summary"])
     deployed = deploy_model(*(files[k] for k in ("models", "trainings", "evaluations", "histories", "curves",
-                                                  "predictions")), tmp_path / "summary.json", "median_validation", log)
+                                                  "predictions")), tmp_path / "summary.json", "median_validation",
+                            {"name": "val_accuracy", "direction": "max", "why": "test"}, log)
     card = deployed["card"]
     assert card["chosen"]["seed"] == 44  # the median validation accuracy (0.93), not the best test score
+    assert card["chosen"]["monitor"] == "val_accuracy" and card["chosen"]["value"] == 0.93
+    by_balance = deploy_model(*(files[k] for k in ("models", "trainings", "evaluations", "histories", "curves",
+                                                    "predictions")), tmp_path / "summary.json", "median_validation",
+                              {"name": "val_balanced_accuracy", "direction": "max", "why": "targets[0]"}, log)
+    assert by_balance["card"]["chosen"]["seed"] == 42  # the objective, not the monitor, chooses
+    with pytest.raises(ImgclfError, match="val_recall_a at its best epoch"):
+        deploy_model(*(files[k] for k in ("models", "trainings", "evaluations", "histories", "curves", "predictions")),
+                     tmp_path / "summary.json", "median_validation", {"name": "val_recall_a", "why": ""}, log)
     assert deployed["model"] == b"model of seed 44" and card["sha256"] == hashlib.sha256(b"model of seed 44").hexdigest()
     assert card["test"]["accuracy"] == 1.0 and card["all_targets_met"] is True
     assert list(deployed) == ["model", "history", "curves", "predictions", "card"]

@@ -83,7 +83,8 @@ def test_the_summary_answers_the_question_and_flags_a_best_value_at_the_edge(tmp
     # adam: best at its second learning rate; sgd: one point diverged, the best is p05.
     metrics, histories = point_files(tmp_path, [("completed", 0.80), ("completed", 0.90), ("completed", 0.85),
                                                 ("diverged", None), ("completed", 0.70), ("completed", 0.95)])
-    result = explore_summary(STUDY, 42, "val_accuracy", metrics, histories, logging.getLogger("test.explore"))
+    objective = {"name": "val_accuracy", "direction": "max", "why": "no target names a validation metric"}
+    result = explore_summary(STUDY, 42, objective, metrics, histories, logging.getLogger("test.explore"))
     summary = result["summary"]
     assert summary["winner"]["train.optimizer"] == "sgd" and summary["winner"]["point"] == "p05"
     assert [b["n_diverged"] for b in summary["best"]] == [0, 1]
@@ -98,3 +99,49 @@ def test_the_summary_answers_the_question_and_flags_a_best_value_at_the_edge(tmp
     adam_at_edge = rates[1] in (min(rates[:3]), max(rates[:3]))
     assert sgd_at_edge == any(flag.startswith("train.optimizer=sgd") for flag in summary["edge_flags"])
     assert adam_at_edge == any(flag.startswith("train.optimizer=adam") for flag in summary["edge_flags"])
+
+
+def test_the_shipped_study_templates_are_valid_in_the_practices_order():
+    """config/examples/exploration_studies.yaml, over the default config: every point builds."""
+    import yaml
+
+    from imgclf.core.config import validate_config
+    from imgclf.explore import check_studies
+    from imgclf.init import merged
+    from tests.conftest import REPO
+
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    example = yaml.safe_load((REPO / "config" / "examples" / "exploration_studies.yaml").read_text())
+    config = validate_config(merged(default, example))
+    check_studies(config)
+    names = [s["name"] for s in config["explore"]["studies"]]
+    assert names == ["input_size", "width", "augmentation", "regularisation", "optimizer"]
+    study = config["explore"]["studies"][0]
+    sizes = {tuple(point_config(config, study, p)["data"]["image_size"]) for p in expand_study(study, 42)}
+    assert sizes == {(32, 32), (64, 64), (96, 96)}
+
+
+def test_a_study_may_vary_the_input_size_but_not_which_images():
+    from imgclf.core.config import validate_config
+
+    config = validate_config({})
+    for key in ("data.root", "split.n_folds", "seed"):
+        study = {"name": "s", "question": "q", "scientific": {key: [1, 2]}}
+        with pytest.raises(ConfigError, match="cannot vary within a study"):
+            point_config(config, study, expand_study(study, 42)[0])
+
+
+def test_a_study_of_list_values_is_summarised_and_plotted(tmp_path):
+    """Input sizes and filter lists are lists: the summary, its table and figures take them."""
+    import logging
+
+    study = {"name": "input_size", "question": "Larger inputs?",
+             "scientific": {"data.image_size": [[32, 32], [64, 64]]},
+             "nuisance": {"train.learning_rate": [0.001, 0.01]}, "fixed": {}}
+    metrics, histories = point_files(tmp_path, [("completed", 0.7), ("completed", 0.8), ("completed", 0.9),
+                                                ("completed", 0.85)])
+    objective = {"name": "val_accuracy", "direction": "max", "why": "test"}
+    result = explore_summary(study, 42, objective, metrics, histories, logging.getLogger("test.explore"))
+    assert result["summary"]["winner"]["data.image_size"] == [64, 64]
+    assert result["summary"]["answer"].startswith("Best: data.image_size=[64, 64]")
+    assert "| [64, 64] |" in result["markdown"] or "[64, 64]" in result["markdown"]

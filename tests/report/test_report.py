@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from imgclf.report.diagnosis import (ACTIONS, data_findings, diagnose_run, fitting_findings, update_findings)
+from imgclf.report.diagnosis import (ACTIONS, data_findings, diagnose_run, epoch_findings, fitting_findings,
+                                     prediction_findings, update_findings)
 from imgclf.core.job import write_file
 from imgclf.report.gallery import confident_mistakes, plot_class_samples, plot_mistakes, sample_per_class
 from imgclf.report.page import config_hash, figure, table
@@ -83,6 +84,45 @@ def test_findings_follow_the_order_of_practices_and_the_first_decides():
     # Divergence overrides: the curves of a diverged run say nothing about its data.
     nan = rising.assign(loss=[1.0, 2.0, float("inf"), float("nan"), float("nan")])
     assert diagnose_run(nan, moving(), TARGETS, data, targets_met=False)["next_action"] == ACTIONS["exploded"]
+
+
+def test_a_minor_data_warning_is_listed_but_never_sets_the_next_action():
+    """22 of 6,009 images without an age must not outrank a model far below its target."""
+    data = data_findings([{"severity": "warning", "code": "metadata_missing_value", "count": 22,
+                           "message": "age is empty for 22 images"},
+                          {"severity": "warning", "code": "class_imbalance", "count": 2,
+                           "message": "class imbalance 64:1"}], [], n_images=6009)
+    assert [f["severity"] for f in data] == ["note", "warning"]  # imbalance matters whatever its count
+    assert "minor: 22 of 6009 images" in data[0]["message"]
+    underfit = history([1.0, 0.9, 0.85], [1.0, 0.95, 0.9], [0.5, 0.55, 0.6], [0.5, 0.52, 0.55])
+    minor_only = diagnose_run(underfit, moving(), TARGETS, data[:1], targets_met=False)
+    assert minor_only["findings"][0]["severity"] == "note"
+    assert minor_only["next_action"] == ACTIONS["underfitting"]
+    assert diagnose_run(underfit, moving(), TARGETS, data, targets_met=False)["next_action"] == ACTIONS["data"]
+
+
+def test_a_best_epoch_at_either_end_is_diagnosed():
+    still = history([1.0, 0.6, 0.4, 0.3], [1.0, 0.7, 0.5, 0.45], [0.5, 0.7, 0.8, 0.85], [0.5, 0.65, 0.75, 0.8])
+    (finding,) = epoch_findings(still, {"best_epoch": 4, "status": "completed", "monitor": "val_loss"})
+    assert finding["variant"] == "still_improving" and "val_loss was still improving" in finding["message"]
+    result = diagnose_run(still, moving(), [], [], None, {"best_epoch": 4, "status": "completed",
+                                                          "monitor": "val_loss"})
+    assert result["next_action"] == ACTIONS["still_improving"]
+    # Early stopping ended it: the best epoch cannot be the last.
+    assert epoch_findings(still, {"best_epoch": 2, "status": "early_stopped"}) == []
+    (first,) = epoch_findings(still, {"best_epoch": 1, "status": "early_stopped", "monitor": "val_loss"})
+    assert first["variant"] == "first_epoch" and "first of 4" in first["message"]
+    assert epoch_findings(still, {"best_epoch": 3, "status": "completed"}) == []
+
+
+def test_a_model_predicting_one_class_for_most_images_is_flagged():
+    (finding,) = prediction_findings([[60, 0], [35, 5]], ["nv", "mel"])
+    assert finding["variant"] == "one_class" and "predicts nv for 95%" in finding["message"]
+    assert prediction_findings([[50, 10], [10, 30]], ["nv", "mel"]) == []
+    assert prediction_findings([[90, 0], [5, 5]], ["nv", "mel"]) == []  # 95% predicted, 90% true: not collapsed
+    result = diagnose_run(HEALTHY, moving(), TARGETS, [], False, test={"confusion_matrix": [[60, 0], [35, 5]]},
+                          class_names=["nv", "mel"])
+    assert result["next_action"] == ACTIONS["one_class"]
 
 
 def test_galleries_sample_per_class_and_sort_mistakes_by_confidence(tmp_path):

@@ -49,6 +49,11 @@ def test_the_html_report_holds_every_section_of_the_run(pipeline_run):
     assert "<code>" in sections["config"] and "leak check" in sections["split"]
     assert "Which optimizer?" in sections["exploration"] and "Best:" in sections["exploration"]
     assert "bayesian search, 2 trials" in sections["tuning"]
+    # The objective follows the first target (accuracy), and says so where each choice is shown.
+    assert "Ranked by</b> val_accuracy (the first target computable on validation data" in sections["exploration"]
+    assert "objective val_accuracy (the first target computable" in sections["tuning"]
+    assert "best checkpoint watched val_loss" in sections["training"]
+    assert "median_validation by val_accuracy" in sections["summary"]
     assert sections["training"].count("<details") == 2 and "Next action" in sections["training"]
     assert "ece &lt;= 0.0" in sections["test"] and "Misclassified" in sections["test"]
     assert "image:brightness" in sections["audit"] and "Cramér" in sections["audit"]

@@ -81,3 +81,44 @@ def test_features_are_used_only_for_a_frozen_pretrained_backbone_on_plain_images
     config = validate_config({"model": {"architecture": architecture, "weights": weights},
                               "train": {"precompute_features": precompute}})
     assert uses_features(config["model"], config["train"], augmented) is expected
+
+
+@pytest.mark.parametrize("precompute", [True, False])
+def test_augmentation_during_fine_tuning_only_keeps_phase_1_plain(precompute, fold, tmp_path, monkeypatch):
+    """train.augmentation.during: fine_tune: phase 1 on plain images (their features when
+    precomputed), phase 2 on augmented ones."""
+    from imgclf.training import run
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    built, passed = [], {}
+    original_dataset, original_train = run.make_dataset, run.train
+
+    def spy_dataset(manifest, size, channels, batch, training, seed, augment=None, **kw):
+        built.append((training, augment is not None))
+        return original_dataset(manifest, size, channels, batch, training, seed, augment, **kw)
+
+    def spy_train(build, train_data, val_data, *args):
+        passed["features"], passed["phase1_data"] = args[-3] is not None, args[-2] is not None
+        return original_train(build, train_data, val_data, *args)
+
+    monkeypatch.setattr(run, "make_dataset", spy_dataset)
+    monkeypatch.setattr(run, "train", spy_train)
+    config = lite0_config(precompute, epochs=1, augmentation={"flip": "horizontal", "during": "fine_tune"},
+                          fine_tune={"enabled": True, "unfreeze_layers": 5, "epochs": 1})
+    metrics = run_training(config, fold, files_in(tmp_path / "aug"), 8)
+    assert [p["phase"] for p in metrics["phases"]] == [1, 2]
+    assert built[0] == (True, True)  # the training set phase 2 reads is augmented
+    assert passed == {"features": precompute, "phase1_data": not precompute}
+    assert (True, False) in built or precompute  # fed images, phase 1 gets its own plain set
+
+
+def test_augmentation_during_fine_tuning_needs_a_fine_tuning_phase():
+    from imgclf.core.config import check_model_config
+    from imgclf.core.errors import ConfigError
+
+    config = validate_config({"model": {"architecture": "efficientnet_lite0", "weights": "imagenet"},
+                              "train": {"augmentation": {"flip": "horizontal", "during": "fine_tune"}}})
+    with pytest.raises(ConfigError, match="train.augmentation.during is fine_tune, but this run has no fine-tuning"):
+        check_model_config(config)
+    config["train"]["fine_tune"]["enabled"] = True
+    check_model_config(config)

@@ -115,6 +115,24 @@ def test_zero_budget_and_missing_objective_are_errors(fold, tmp_path):
         train_trial(request)
 
 
+@pytest.mark.parametrize("objective,way", [("val_loss", "min"), ("val_log_loss", "min"),
+                                           ("val_balanced_accuracy", "max"), ("val_recall_a", "max")])
+def test_keras_tuner_optimises_each_objective_in_its_direction(objective, way, tmp_path):
+    tuner = make_tuner("random", None, objective, 1, 1, tmp_path, f"t_{objective}")
+    assert tuner.oracle.objective.name == objective and tuner.oracle.objective.direction == way
+
+
+def test_a_trial_computes_and_stops_on_the_user_metric(fold):
+    """A trial reports every validation metric; a per-class monitor drives its early stopping."""
+    config = tuning_config(1)
+    config["train"]["epochs"] = 2
+    config["train"]["early_stopping"]["monitor"] = "val_recall_b"
+    request = {**trial_data(fold, objective="val_balanced_accuracy"), "config": config}
+    history = train_trial(request)["history"]
+    assert {"val_balanced_accuracy", "val_recall_b", "val_macro_f1", "val_roc_auc", "val_loss"} <= set(history)
+    assert all(0 <= v <= 1 for v in history["val_balanced_accuracy"])
+
+
 def test_a_failing_trial_stops_the_search_with_its_error(fold, tmp_path):
     runner = TrialRunner(tuning_config(1), SPACE, trial_data(fold, data_root=str(tmp_path / "nowhere")), tmp_path)
     tuner = make_tuner("random", runner, "val_accuracy", 1, 1, tmp_path, "t")

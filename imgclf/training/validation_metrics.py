@@ -1,0 +1,97 @@
+"""Validation metrics each epoch, from one pass of predictions.
+
+Keras computes a loss and an accuracy on validation data; a user whose target
+is balanced accuracy or the sensitivity to one class needs those instead, and
+needs them *during* training: early stopping, the best checkpoint and the
+learning-rate reduction can only watch what the epoch's logs hold. So each
+epoch the model predicts the validation images once and every metric of
+:mod:`imgclf.core.objectives` is computed from those probabilities and added to
+the logs (``val_loss`` and ``val_accuracy`` among them: Keras's own validation
+pass is then not needed). Callbacks placed after this one see them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+#: Probabilities are clipped here before the log, as Keras's cross-entropy does.
+EPSILON = 1e-7
+
+
+def validation_metrics(labels: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, float]:
+    """Every validation metric of one set of predictions.
+
+    Args:
+        labels: True class indices, shape (n,).
+        proba: Predicted probabilities, shape (n, n_classes).
+        class_names: The classes, in index order.
+
+    Returns:
+        ``val_loss`` (= ``val_log_loss``: the mean cross-entropy, unweighted), ``val_accuracy``,
+        ``val_balanced_accuracy`` (mean recall of the classes present), ``val_macro_f1``,
+        ``val_roc_auc`` (macro one-vs-rest over the classes present with both outcomes; NaN
+        when none) and per class ``val_recall_<c>``, ``val_specificity_<c>``,
+        ``val_precision_<c>``, ``val_f1_<c>`` and ``val_roc_auc_<c>`` (NaN when the class is
+        absent or alone).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    n, n_classes = proba.shape
+    if not np.isfinite(proba).all():  # a diverged model: nothing to rank by (the loop stops it)
+        names = ["loss", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"]
+        return {**{f"val_{m}": float("nan") for m in names},
+                **{f"val_{m}_{c}": float("nan") for c in class_names
+                   for m in ("recall", "specificity", "precision", "f1", "roc_auc")}}
+    predicted = proba.argmax(axis=1)
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    picked = np.clip(proba[np.arange(n), labels], EPSILON, 1.0)
+    loss = float(-np.mean(np.log(picked))) if n else float("nan")
+    result = {"val_loss": loss, "val_log_loss": loss,
+              "val_accuracy": float(np.mean(predicted == labels)) if n else float("nan")}
+    recalls, f1s, aucs = [], [], []
+    for i, name in enumerate(class_names):
+        tp = matrix[i, i]
+        fn, fp = matrix[i].sum() - tp, matrix[:, i].sum() - tp
+        tn = n - tp - fn - fp
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        positives = labels == i
+        auc = float(roc_auc_score(positives, proba[:, i])) if 0 < positives.sum() < n else float("nan")
+        result.update({f"val_recall_{name}": float(recall), f"val_specificity_{name}": float(tn / (tn + fp))
+                       if tn + fp else 0.0, f"val_precision_{name}": float(precision), f"val_f1_{name}": float(f1),
+                       f"val_roc_auc_{name}": auc})
+        if positives.any():
+            recalls.append(recall)
+        f1s.append(f1)
+        if not np.isnan(auc):
+            aucs.append(auc)
+    result["val_balanced_accuracy"] = float(np.mean(recalls)) if recalls else 0.0
+    result["val_macro_f1"] = float(np.mean(f1s))
+    result["val_roc_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    return result
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Adds every validation metric to the epoch's logs (place it before the callbacks that read them).
+
+    Args:
+        data: The validation dataset (batched, in the order of ``labels``; its labels are ignored).
+        labels: The validation labels, in the dataset's order.
+        class_names: The classes, in index order.
+    """
+
+    def __init__(self, data: Any, labels: np.ndarray, class_names: list[str]) -> None:
+        super().__init__()
+        self.data, self.labels, self.class_names = data, np.asarray(labels), list(class_names)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        proba = self.model.predict(self.data, verbose=0)
+        logs.update(validation_metrics(self.labels, proba, self.class_names))
