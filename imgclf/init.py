@@ -229,11 +229,12 @@ def check_written(text: str, path: Path, class_names: list[str]) -> None:
     import yaml
 
     from imgclf.core.config import validate_config
+    from imgclf.layout import RunLayout
     from imgclf.pipeline import check_config, check_config_against_classes
 
     default = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
     config = validate_config(merged(default, yaml.safe_load(text)), source=str(path))
-    check_config(config, test_manifest="results/split/test.csv")
+    check_config(config, test_manifest=str(RunLayout(Path(".")).test_manifest))
     check_config_against_classes(config, class_names)
 
 

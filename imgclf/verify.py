@@ -133,7 +133,8 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
 
 def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> list[Check]:
     """Every final model re-evaluated on the test set, against its recorded test metrics."""
-    from imgclf.evaluate import classification_metrics
+    from imgclf.core.metrics import classification_metrics
+    from imgclf.evaluate import thresholded_predictions
     from imgclf.training.inputs import read_manifest
     from imgclf.training.predict import load_model, predict_proba
 
@@ -160,8 +161,12 @@ def check_models(config: dict[str, Any], workdir: Path, seeds: list[int]) -> lis
         except ImgclfError as error:
             checks.append(Check(DIFFER, artifact, f"cannot be re-evaluated: {error}"))
             continue
+        # Operating thresholds the evaluation applied (chosen on validation) are applied again.
+        thresholds = recorded.get("thresholds") or {}
+        predicted = (thresholded_predictions(proba, training["classes"], thresholds["classes"])
+                     if thresholds.get("applied") else None)
         derived = classification_metrics(test.labels, proba, training["classes"],
-                                         n_bins=config["evaluation"]["ece_bins"])
+                                         n_bins=config["evaluation"]["ece_bins"], predicted=predicted)
         old, new = _flat(recorded), _flat(derived)
         def differ(a: float | None, b: float | None) -> bool:
             if a is None or b is None:

@@ -8,11 +8,14 @@ rule evaluate_model:
         model="results/final/seed_{seed}/model.keras",
         training="results/final/seed_{seed}/metrics.json",
         test=TEST_MANIFEST,
+        # Its predictions there are where operating thresholds are chosen: never on the test set.
+        validation=lambda wildcards: get_fold_manifest(get_final_fold(wildcards), "val"),
         index="results/data/index.csv",
         data_root=get_data_root_input(),
     output:
         metrics="results/evaluate/seed_{seed}/metrics.json",
         predictions="results/evaluate/seed_{seed}/predictions.csv",
+        validation_predictions="results/evaluate/seed_{seed}/validation_predictions.csv",
         confusion_matrix="results/evaluate/seed_{seed}/confusion_matrix.png",
     params:
         ece_bins=config["evaluation"]["ece_bins"],
@@ -38,6 +41,8 @@ rule evaluate_model:
 rule evaluation_summary:
     input:
         evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
+        validation_predictions=get_final_files("results/evaluate/seed_{seed}/validation_predictions.csv"),
         index="results/data/index.csv",
     output:
         summary="results/evaluate/summary.json",
@@ -58,6 +63,8 @@ rule evaluation_summary:
     params:
         targets=config["targets"],
         confidence=config["evaluation"]["confidence"],
+        ece_bins=config["evaluation"]["ece_bins"],
+        apply_thresholds=config["evaluation"]["apply_thresholds"],
     log:
         "logs/evaluate/summary.log",
     localrule: True

@@ -5,8 +5,9 @@ from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
     "jobs": ["deploy_model", "evaluation_summary"],
-    "metrics": ["check_target_definitions", "classification_metrics", "flatten_metrics"],
+    "metrics": ["check_target_definitions", "flatten_metrics"],
     "seal": ["SealedTestError", "check_seal", "read_seal"],
     "tf_jobs": ["evaluate_model"],
+    "thresholds": ["thresholded_predictions"],
 }
 __all__, __getattr__ = lazy_interface(__name__, _INTERFACE)

@@ -23,14 +23,28 @@ from imgclf.evaluate.metrics import (
     summarize_evaluation,
 )
 from imgclf.evaluate.plots import plot_confusion_matrix, plot_metrics_over_seeds
+from imgclf.evaluate.thresholds import (labels_and_proba, operating_thresholds, sensitivity_targets,
+                                        thresholded_metrics)
 
 #: The metrics a seal, a deployed model's card and the log quote.
 HEADLINE = ("n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
 
 
 def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, targets: list[dict[str, Any]],
-                       confidence: float, log: logging.Logger) -> dict[str, Any]:
+                       confidence: float, log: logging.Logger, test_predictions: Sequence[str | Path] = (),
+                       validation_predictions: Sequence[str | Path] = (), ece_bins: int = 15,
+                       apply_thresholds: bool = False) -> dict[str, Any]:
     """Rule evaluation_summary: the test metrics over seeds (mean, std, interval) and the targets.
+
+    Args:
+        evaluations: Each final model's test evaluation. index: The data's index (its classes).
+        targets, confidence: The targets and the intervals' level.
+        log: The job's logger.
+        test_predictions, validation_predictions: Each model's saved predictions, in the same
+            order: each sensitivity target gets an operating threshold chosen on validation
+            (:mod:`imgclf.evaluate.thresholds`), reported on test.
+        ece_bins, apply_thresholds: ``evaluation.ece_bins`` and ``evaluation.apply_thresholds``
+            (the test metrics then use the thresholds).
 
     Returns:
         ``summary``, ``headline`` (the figures ``dvc metrics`` shows), ``markdown``, ``per_seed``,
@@ -41,6 +55,24 @@ def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, tar
         evaluation = read_json(path)
         per_seed[evaluation["seed"]] = evaluation
     classes = sorted(read_index(index)["label"].unique())
+    if sensitivity_targets(targets, classes) and validation_predictions:
+        for seed, test_path, val_path in zip(list(per_seed), test_predictions, validation_predictions):
+            test = labels_and_proba(pd.read_csv(test_path, dtype={"label": str}), classes)
+            held = labels_and_proba(pd.read_csv(val_path, dtype={"label": str}), classes)
+            chosen = operating_thresholds(targets, classes, *held, *test)
+            metrics = per_seed[seed]["metrics"]
+            if apply_thresholds:
+                metrics = thresholded_metrics(metrics, *test, classes, chosen, ece_bins)
+            per_seed[seed] = {**per_seed[seed], "metrics": {**metrics, "thresholds": {"applied": apply_thresholds,
+                                                                                     "classes": chosen}}}
+            for entry in chosen:
+                if entry["threshold"] is not None:
+                    plain, shifted = entry["test"]["plain"], entry["test"]["thresholded"]
+                    log.info("seed %s: operating threshold for %s (sensitivity >= %g on validation): p >= %.4f; "
+                             "test sensitivity %.4f (plain %.4f), specificity %.4f (plain %.4f)%s", seed,
+                             entry["class"], entry["min"], entry["threshold"], shifted["sensitivity"],
+                             plain["sensitivity"], shifted["specificity"], plain["specificity"],
+                             "; applied" if apply_thresholds else "")
     summary = summarize_evaluation(per_seed, targets, classes, confidence)
     rows = [{"seed": seed, "fold": e["fold"], **flatten_metrics(e["metrics"])} for seed, e in sorted(per_seed.items())]
     shown = list(GLOBAL_METRICS[:3]) + [t["metric_name"] for t in summary["targets"]
@@ -119,5 +151,7 @@ def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: S
             "validation": validation, "config": training["decisions"]["config"], "fold": training["fold"],
             "test": {k: test[k] for k in HEADLINE},
             "test_over_seeds": {k: aggregate["aggregate"][k] for k in ("accuracy", "balanced_accuracy")},
-            "targets": aggregate["targets"], "all_targets_met": aggregate["all_targets_met"]},
+            "targets": aggregate["targets"], "all_targets_met": aggregate["all_targets_met"],
+            # Chosen on this model's validation images; "test" above is its plain argmax evaluation.
+            "operating_thresholds": aggregate.get("thresholds_per_seed", {}).get(str(seed))},
     }

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 from imgclf.core.errors import ConfigError
 from imgclf.core.objectives import direction
@@ -22,98 +21,6 @@ from imgclf.core.objectives import direction
 GLOBAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
 PER_CLASS_METRICS = ("precision", "recall", "sensitivity", "specificity", "f1", "roc_auc")
 LOWER_IS_BETTER = ("log_loss", "ece")
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts: rows are true classes, columns predicted classes."""
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(matrix, (y_true, y_pred), 1)
-    return matrix
-
-
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """Top-label ECE: the gap between confidence and accuracy, weighted over equal-width bins."""
-    confidence = proba.max(axis=1)
-    correct = (proba.argmax(axis=1) == y_true).astype(float)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # Bin i holds confidences in (edge_i, edge_i+1]; a confidence of 0 joins the first bin.
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        member = bins == b
-        if member.any():
-            total += member.mean() * abs(correct[member].mean() - confidence[member].mean())
-    return float(total)
-
-
-def log_loss(y_true: np.ndarray, proba: np.ndarray, eps: float = 1e-15) -> float:
-    """Mean negative log-probability of the true class (probabilities clipped to [eps, 1])."""
-    picked = np.clip(proba[np.arange(len(y_true)), y_true], eps, 1.0)
-    return float(-np.mean(np.log(picked)))
-
-
-def _safe_ratio(num: float, den: float) -> float:
-    return float(num / den) if den else 0.0
-
-
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str],
-                           n_bins: int = 15) -> dict[str, Any]:
-    """Every test metric of one model.
-
-    Args:
-        y_true: True class indices, shape (n,).
-        proba: Predicted probabilities, shape (n, n_classes), rows summing to 1.
-        class_names: Names of the classes, in index order.
-        n_bins: Bins of the expected calibration error.
-
-    Returns:
-        ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``log_loss``, ``ece``,
-        ``per_class`` (precision, recall = sensitivity, specificity, f1,
-        one-vs-rest ``roc_auc`` (None when the class is absent or alone),
-        support), ``confusion_matrix`` (counts) and
-        ``confusion_matrix_normalized`` (rows sum to 1).
-    """
-    y_true = np.asarray(y_true, dtype=np.int64)
-    proba = np.asarray(proba, dtype=np.float64)
-    n_classes = len(class_names)
-    if proba.shape != (len(y_true), n_classes):
-        raise ValueError(f"probabilities have shape {proba.shape}, expected ({len(y_true)}, {n_classes})")
-    y_pred = proba.argmax(axis=1)
-    matrix = confusion_matrix(y_true, y_pred, n_classes)
-    total = matrix.sum()
-    per_class: dict[str, dict[str, Any]] = {}
-    recalls, f1s = [], []
-    for i, name in enumerate(class_names):
-        tp = matrix[i, i]
-        fn = matrix[i].sum() - tp
-        fp = matrix[:, i].sum() - tp
-        tn = total - tp - fn - fp
-        precision = _safe_ratio(tp, tp + fp)
-        recall = _safe_ratio(tp, tp + fn)
-        f1 = _safe_ratio(2 * precision * recall, precision + recall)
-        positives = y_true == i
-        auc = None
-        if 0 < positives.sum() < len(y_true):
-            auc = float(roc_auc_score(positives, proba[:, i]))
-        per_class[name] = {"precision": precision, "recall": recall, "sensitivity": recall,
-                           "specificity": _safe_ratio(tn, tn + fp), "f1": f1, "roc_auc": auc,
-                           "support": int(positives.sum())}
-        if positives.any():
-            recalls.append(recall)
-        f1s.append(f1)
-    rows = matrix.sum(axis=1, keepdims=True)
-    normalized = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    return {
-        "n": int(len(y_true)),
-        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
-        "macro_f1": float(np.mean(f1s)),
-        "log_loss": log_loss(y_true, proba),
-        "ece": expected_calibration_error(y_true, proba, n_bins),
-        "per_class": per_class,
-        "confusion_matrix": matrix.tolist(),
-        "confusion_matrix_normalized": normalized.round(6).tolist(),
-    }
 
 
 def flatten_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -246,7 +153,7 @@ def median_seed(per_seed_value: dict[int, float], higher_is_better: bool = True)
 
 
 def predictions_table(table: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray,
-                      class_names: list[str]) -> pd.DataFrame:
+                      class_names: list[str], predicted: np.ndarray | None = None) -> pd.DataFrame:
     """One row per test image: path, label, predicted class, confidence, probabilities.
 
     Args:
@@ -254,8 +161,9 @@ def predictions_table(table: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray
         y_true: True class indices, in the manifest's order.
         proba: Predicted probabilities, in the manifest's order.
         class_names: The classes, in index order.
+        predicted: The predicted classes where operating thresholds apply (default: the most probable).
     """
-    predicted = proba.argmax(axis=1)
+    predicted = proba.argmax(axis=1) if predicted is None else np.asarray(predicted)
     result = pd.DataFrame({"path": table["path"].to_numpy(), "label": table["label"].to_numpy()})
     if "group" in table.columns:
         result["group"] = table["group"].to_numpy()
@@ -322,7 +230,35 @@ def summarize_evaluation(per_seed: dict[int, dict[str, Any]], targets: list[dict
             "all_targets_met_with_confidence": (all(t["met_with_confidence"] for t in checked)
                                                 if checked else None),
             "confusion_matrix": summed.tolist(), "folds": {str(s): e.get("fold") for s, e in per_seed.items()},
-            "reevaluations": reevaluations}
+            "reevaluations": reevaluations, "thresholds": summarize_thresholds(metrics),
+            "thresholds_per_seed": {str(seed): m["thresholds"] for seed, m in metrics.items() if "thresholds" in m}}
+
+
+def summarize_thresholds(metrics: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each sensitivity target's operating threshold over the seeds: the thresholds chosen on
+    validation, and the mean test sensitivity and specificity, plain and thresholded."""
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    applied = False
+    for m in metrics.values():
+        record = m.get("thresholds") or {}
+        applied = applied or bool(record.get("applied"))
+        for entry in record.get("classes", []):
+            by_class.setdefault(entry["class"], []).append(entry)
+    result = []
+    for name, entries in by_class.items():
+        usable = [e for e in entries if e["threshold"] is not None]
+
+        def mean(kind: str, key: str) -> float | None:
+            values = [e["test"][kind][key] for e in usable if e["test"][kind] and
+                      e["test"][kind][key] is not None and not math.isnan(e["test"][kind][key])]
+            return float(np.mean(values)) if values else None
+        result.append({"class": name, "min": entries[0]["min"], "applied": applied,
+                       "thresholds": [e["threshold"] for e in entries],
+                       "test_sensitivity": {"plain": mean("plain", "sensitivity"),
+                                            "thresholded": mean("thresholded", "sensitivity")},
+                       "test_specificity": {"plain": mean("plain", "specificity"),
+                                            "thresholded": mean("thresholded", "specificity")}})
+    return result
 
 
 def headline_metrics(summary: dict[str, Any]) -> dict[str, Any]:
@@ -378,6 +314,21 @@ def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None
             interval = (f"[{_fmt(t.get('low'))}, {_fmt(t.get('high'))}]" if t.get("low") is not None else "n/a")
             lines.append(f"| {t['metric_name']} {bound} | {_fmt(t.get('mean'))} | {_fmt(t.get('std'))} | "
                          f"{interval} | {_verdict(t['met'])} | {_verdict(t['met_with_confidence'])} |")
+        lines.append("")
+    if summary.get("thresholds"):
+        applied = summary["thresholds"][0]["applied"]
+        lines += ["## Operating thresholds", "",
+                  "For each target on a class's sensitivity: the highest threshold on that class's probability "
+                  "that meets the target on each final model's validation images, and its effect on the test "
+                  "set (mean over seeds). " + ("**Applied**: the figures above and below use it."
+                                               if applied else "Not applied (evaluation.apply_thresholds: false)."),
+                  "", "| class | target | thresholds (per seed) | test sensitivity: plain -> thresholded | "
+                  "test specificity: plain -> thresholded |", "|---|---|---|---|---|"]
+        for t in summary["thresholds"]:
+            chosen = ", ".join("n/a" if v is None else f"{v:.3f}" for v in t["thresholds"])
+            lines.append(f"| {t['class']} | >= {t['min']} | {chosen} | {_fmt(t['test_sensitivity']['plain'])} -> "
+                         f"{_fmt(t['test_sensitivity']['thresholded'])} | {_fmt(t['test_specificity']['plain'])} -> "
+                         f"{_fmt(t['test_specificity']['thresholded'])} |")
         lines.append("")
     lines += ["## Metrics over seeds", "", f"| metric | mean | std | {level} interval |", "|---|---|---|---|"]
     for name, m in summary["aggregate"].items():

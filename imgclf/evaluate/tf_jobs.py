@@ -14,14 +14,16 @@ from imgclf.carbon import track_emissions
 from imgclf.core import runtime
 from imgclf.core.io import read_json, sha256_file
 from imgclf.evaluate.jobs import HEADLINE
-from imgclf.evaluate.metrics import classification_metrics, predictions_table
+from imgclf.core.metrics import classification_metrics
+from imgclf.evaluate.metrics import predictions_table
 from imgclf.evaluate.plots import plot_confusion_matrix
 from imgclf.evaluate.seal import check_seal, read_seal, record_evaluation
 
 
 def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str | Path, data_root: str | Path,
                    ece_bins: int, seal: str | Path, events: str | Path, unseal_reason: str | None, threads: int,
-                   carbon: dict[str, Any], emissions: str | Path, log: logging.Logger) -> dict[str, Any]:
+                   carbon: dict[str, Any], emissions: str | Path, log: logging.Logger,
+                   validation: str | Path | None = None) -> dict[str, Any]:
     """Rule evaluate_model: one final model on the sealed test set, once.
 
     The seal is checked before the test manifest's images are read; the evaluation is then
@@ -36,9 +38,12 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
         unseal_reason: ``evaluation.unseal_reason``.
         threads, carbon, emissions: The job's threads, the carbon settings, its emissions record.
         log: The job's logger.
+        validation: The model's validation manifest: its predictions there are where the summary
+            chooses operating thresholds (:mod:`imgclf.evaluate.thresholds`), never on the test set.
 
     Returns:
-        ``predictions``, ``confusion_matrix`` and ``metrics`` (last).
+        ``predictions``, ``validation_predictions`` (with a validation manifest),
+        ``confusion_matrix`` and ``metrics`` (last).
 
     Raises:
         SealedTestError: The decisions behind the model changed since its evaluation and no
@@ -60,12 +65,18 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
         proba = predict_proba(load_model(model), manifest, tuple(record["image_size"]), record["channels"],
                               record["batch_size"])
         metrics = classification_metrics(manifest.labels, proba, classes, n_bins=ece_bins)
+        outputs = {}
+        if validation is not None:
+            held = read_manifest(validation, data_root, classes)
+            val_proba = predict_proba(load_model(model), held, tuple(record["image_size"]), record["channels"],
+                                      record["batch_size"])
+            outputs["validation_predictions"] = predictions_table(held.table, held.labels, val_proba, classes)
         sealed = record_evaluation(seal, events, seed, current, event, {k: metrics[k] for k in HEADLINE})
     log.info("seed %d: test accuracy %.4f, balanced accuracy %.4f, log loss %.4f, ECE %.4f (%d images; "
              "evaluation %d of this model, %s)", seed, metrics["accuracy"], metrics["balanced_accuracy"],
              metrics["log_loss"], metrics["ece"], metrics["n"], sealed["evaluations"], event["status"])
     return {
-        "predictions": predictions_table(manifest.table, manifest.labels, proba, classes),
+        "predictions": predictions_table(manifest.table, manifest.labels, proba, classes), **outputs,
         "confusion_matrix": plot_confusion_matrix(
             metrics["confusion_matrix"], classes,
             f"final seed {seed}: test accuracy {metrics['accuracy']:.4f} (n = {metrics['n']})"),

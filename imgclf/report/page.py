@@ -250,10 +250,25 @@ def _test(ctx: dict[str, Any]) -> str:
         events = ("<p class='bad'>Warning: the sealed test set was evaluated again after the decisions behind "
                   "these models changed:</p>" + table(evaluation["reevaluations"]))
     level = f"{100 * evaluation['confidence']:.0f}%"
+    thresholds = ""
+    if evaluation.get("thresholds"):
+        rows = [{"class": t["class"], "target": f"sensitivity >= {t['min']}",
+                 "thresholds (per seed)": ", ".join("-" if v is None else f"{v:.3f}" for v in t["thresholds"]),
+                 "test sensitivity": f"{fmt(t['test_sensitivity']['plain'], 3)} -> "
+                                     f"{fmt(t['test_sensitivity']['thresholded'], 3)}",
+                 "test specificity": f"{fmt(t['test_specificity']['plain'], 3)} -> "
+                                     f"{fmt(t['test_specificity']['thresholded'], 3)}"}
+                for t in evaluation["thresholds"]]
+        applied = evaluation["thresholds"][0]["applied"]
+        thresholds = ("<h3>Operating thresholds</h3><p class='note'>Chosen on each model's validation images "
+                      "to meet the sensitivity target (plain -> thresholded, mean over the models); "
+                      + ("applied to the figures above." if applied else
+                         "not applied (evaluation.apply_thresholds: false).") + "</p>" + table(rows))
     return (f"<p>{esc(evaluation['n_test'])} test images, evaluated once per final model (seeds "
             f"{esc(', '.join(map(str, evaluation['seeds'])))}); mean, standard deviation and {level} Student-t "
             f"interval over the models.</p>" + events + "<h3>Targets</h3>" + table(targets)
             + "<h3>Metrics</h3>" + table(global_rows) + "<h3>Per class (mean [interval])</h3>" + table(per_class)
+            + thresholds
             + figure(inputs.get("metrics_plot"), "metrics over seeds")
             + figure(inputs.get("confusion_matrix"), "confusion matrix summed over the final models")
             + "<h3>Misclassified test images, most confident first (deployed model)</h3>"

@@ -16,10 +16,13 @@ from typing import Any
 
 import keras
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+from imgclf.core.metrics import classification_metrics, log_loss
 
 #: Probabilities are clipped here before the log, as Keras's cross-entropy does.
 EPSILON = 1e-7
+#: The per-class metrics, as the test set's per-class metrics name them.
+PER_CLASS = ("recall", "specificity", "precision", "f1", "roc_auc")
 
 
 def validation_metrics(labels: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, float]:
@@ -40,39 +43,22 @@ def validation_metrics(labels: np.ndarray, proba: np.ndarray, class_names: list[
     """
     labels = np.asarray(labels, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
-    n, n_classes = proba.shape
-    if not np.isfinite(proba).all():  # a diverged model: nothing to rank by (the loop stops it)
+    if not np.isfinite(proba).all() or not len(labels):  # a diverged model: nothing to rank by (the loop stops it)
         names = ["loss", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"]
         return {**{f"val_{m}": float("nan") for m in names},
-                **{f"val_{m}_{c}": float("nan") for c in class_names
-                   for m in ("recall", "specificity", "precision", "f1", "roc_auc")}}
-    predicted = proba.argmax(axis=1)
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    picked = np.clip(proba[np.arange(n), labels], EPSILON, 1.0)
-    loss = float(-np.mean(np.log(picked))) if n else float("nan")
-    result = {"val_loss": loss, "val_log_loss": loss,
-              "val_accuracy": float(np.mean(predicted == labels)) if n else float("nan")}
-    recalls, f1s, aucs = [], [], []
-    for i, name in enumerate(class_names):
-        tp = matrix[i, i]
-        fn, fp = matrix[i].sum() - tp, matrix[:, i].sum() - tp
-        tn = n - tp - fn - fp
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        positives = labels == i
-        auc = float(roc_auc_score(positives, proba[:, i])) if 0 < positives.sum() < n else float("nan")
-        result.update({f"val_recall_{name}": float(recall), f"val_specificity_{name}": float(tn / (tn + fp))
-                       if tn + fp else 0.0, f"val_precision_{name}": float(precision), f"val_f1_{name}": float(f1),
-                       f"val_roc_auc_{name}": auc})
-        if positives.any():
-            recalls.append(recall)
-        f1s.append(f1)
-        if not np.isnan(auc):
-            aucs.append(auc)
-    result["val_balanced_accuracy"] = float(np.mean(recalls)) if recalls else 0.0
-    result["val_macro_f1"] = float(np.mean(f1s))
+                **{f"val_{m}_{c}": float("nan") for c in class_names for m in PER_CLASS}}
+    # The same metrics as the test set's (imgclf.core.metrics), with Keras's clipping for the loss.
+    metrics = classification_metrics(labels, proba, class_names)
+    loss = log_loss(labels, proba, eps=EPSILON)
+    result = {"val_loss": loss, "val_log_loss": loss, "val_accuracy": metrics["accuracy"],
+              "val_balanced_accuracy": metrics["balanced_accuracy"], "val_macro_f1": metrics["macro_f1"]}
+    aucs = []
+    for name, values in metrics["per_class"].items():
+        for metric in PER_CLASS:
+            value = values[metric]
+            result[f"val_{metric}_{name}"] = float("nan") if value is None else float(value)
+        if values["roc_auc"] is not None:
+            aucs.append(values["roc_auc"])
     result["val_roc_auc"] = float(np.mean(aucs)) if aucs else float("nan")
     return result
 

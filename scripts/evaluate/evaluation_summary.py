@@ -12,4 +12,6 @@ from imgclf.evaluate import evaluation_summary  # noqa: E402
 sm = snakemake  # noqa: F821
 with job(sm.log[0], "evaluation_summary") as log:
     write_outputs(sm.output, evaluation_summary(sm.input.evaluations, sm.input.index, sm.params.targets,
-                                                sm.params.confidence, log))
+                                                sm.params.confidence, log, sm.input.predictions,
+                                                sm.input.validation_predictions, sm.params.ece_bins,
+                                                sm.params.apply_thresholds))

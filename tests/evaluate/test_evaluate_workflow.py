@@ -14,13 +14,20 @@ def test_test_evaluation_checks_targets_and_deploys_the_median_model(pipeline_ru
     workdir, _, log = pipeline_run
     summary = json.loads((workdir / "results/evaluate/summary.json").read_text())
     assert summary["seeds"] == [42, 43] and summary["n_test"] > 300
-    assert [t["met"] for t in summary["targets"]] == [True, False] and summary["all_targets_met"] is False
+    assert [t["met"] for t in summary["targets"]][:2] == [True, False] and summary["all_targets_met"] is False
+    (threshold,) = summary["thresholds"]  # the sensitivity target on 8, chosen on each model's validation
+    assert threshold["class"] == "8" and len(threshold["thresholds"]) == 2 and threshold["applied"] is False
+    assert threshold["test_sensitivity"]["thresholded"] >= threshold["test_sensitivity"]["plain"]
+    for entry in summary["thresholds_per_seed"].values():  # chosen on validation to meet the target there
+        assert entry["classes"][0]["validation"]["thresholded"]["sensitivity"] >= 0.6
     accuracy = summary["aggregate"]["accuracy"]
     values = list(accuracy["values"].values())
     assert accuracy["mean"] == pytest.approx(sum(values) / 2) and accuracy["low"] < accuracy["mean"]
     for seed in (42, 43):
         evaluation = json.loads((workdir / f"results/evaluate/seed_{seed}/metrics.json").read_text())
         assert evaluation["seal"]["status"] == "first"
+        validation = (workdir / f"results/evaluate/seed_{seed}/validation_predictions.csv").read_text().splitlines()
+        assert validation[0].startswith("path,label,group,predicted,correct,confidence,p_0,")
         predictions = (workdir / f"results/evaluate/seed_{seed}/predictions.csv").read_text().splitlines()
         assert predictions[0].startswith("path,label,group,predicted,correct,confidence,p_0,")
         assert len(predictions) - 1 == summary["n_test"]
@@ -28,6 +35,7 @@ def test_test_evaluation_checks_targets_and_deploys_the_median_model(pipeline_ru
     assert "| ece <= 0.0 |" in markdown and "NOT all met" in markdown
     card = json.loads((workdir / "results/evaluate/deployed/model.json").read_text())
     assert card["chosen"]["rule"] == "median_validation" and card["chosen"]["seed"] in (42, 43)
+    assert card["operating_thresholds"]["classes"][0]["class"] == "8"
     source = workdir / f"results/final/seed_{card['chosen']['seed']}/model.keras"
     assert (workdir / "results/evaluate/deployed/model.keras").read_bytes() == source.read_bytes()
     assert "target ece (min None, max 0.0)" in log and "NOT MET" in log

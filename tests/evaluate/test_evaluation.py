@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from imgclf.core.errors import ConfigError
-from imgclf.evaluate.metrics import (aggregate_over_seeds, check_target_definitions, check_targets,
-                               classification_metrics, expected_calibration_error, mean_interval,
-                               median_seed)
+from imgclf.core.metrics import classification_metrics, expected_calibration_error
+from imgclf.evaluate.metrics import (aggregate_over_seeds, check_target_definitions, check_targets, mean_interval,
+                                     median_seed)
 
 CLASSES = ["a", "b", "c"]
 Y = np.array([0, 0, 1, 1, 2, 2])

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from imgclf.core.errors import ConfigError, ImgclfError
-from imgclf.evaluate.metrics import (choose_deployed, classification_metrics, evaluation_markdown, predictions_table,
-                                     summarize_evaluation)
+from imgclf.core.metrics import classification_metrics
+from imgclf.evaluate.metrics import choose_deployed, evaluation_markdown, predictions_table, summarize_evaluation
 
 
 def test_predictions_table():

@@ -25,3 +25,16 @@ def test_wrong_type_on_the_command_line_is_rejected(tmp_path):
     config = write_config(tmp_path, {})
     result = run_snakemake(tmp_path, "--configfile", str(config), "--config", "seed=abc")
     assert result.returncode != 0 and "key 'seed'" in result.stderr
+
+
+def test_an_objective_against_the_targets_is_warned_about_and_an_absent_class_stops(tmp_path):
+    targets = [{"metric": "recall", "class": "8", "min": 0.9}]
+    config = write_config(tmp_path, {"targets": targets, "tune": {"objective": "val_accuracy"}})
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "imgclf: WARNING: tune.objective is val_accuracy, but the first target is judged by val_recall_8" \
+        in result.stderr
+    config = write_config(tmp_path, {"targets": targets, "tune": {"objective": "val_recall_88"}})
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
+    assert result.returncode != 0
+    assert "tune.objective: val_recall_88 names class '88', which the data does not have" in result.stderr
