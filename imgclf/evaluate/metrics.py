@@ -246,14 +246,14 @@ def summarize_thresholds(metrics: dict[int, dict[str, Any]]) -> list[dict[str, A
             by_class.setdefault(entry["class"], []).append(entry)
     result = []
     for name, entries in by_class.items():
-        usable = [e for e in entries if e["threshold"] is not None]
-
         def mean(kind: str, key: str) -> float | None:
-            values = [e["test"][kind][key] for e in usable if e["test"][kind] and
-                      e["test"][kind][key] is not None and not math.isnan(e["test"][kind][key])]
+            # A model without a threshold (not needed) predicts as it did: its thresholded figure is its plain one.
+            values = [(e["test"][kind] or e["test"]["plain"])[key] for e in entries]
+            values = [v for v in values if v is not None and not math.isnan(v)]
             return float(np.mean(values)) if values else None
         result.append({"class": name, "min": entries[0]["min"], "applied": applied,
                        "thresholds": [e["threshold"] for e in entries],
+                       "not_needed": sum(not e.get("needed", True) for e in entries),
                        "test_sensitivity": {"plain": mean("plain", "sensitivity"),
                                             "thresholded": mean("thresholded", "sensitivity")},
                        "test_specificity": {"plain": mean("plain", "specificity"),
@@ -320,12 +320,12 @@ def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None
         lines += ["## Operating thresholds", "",
                   "For each target on a class's sensitivity: the highest threshold on that class's probability "
                   "that meets the target on each final model's validation images, and its effect on the test "
-                  "set (mean over seeds). " + ("**Applied**: the figures above and below use it."
+                  "set (mean over seeds); \"-\" where the plain predictions already meet it on validation. " + ("**Applied**: the figures above and below use it."
                                                if applied else "Not applied (evaluation.apply_thresholds: false)."),
                   "", "| class | target | thresholds (per seed) | test sensitivity: plain -> thresholded | "
                   "test specificity: plain -> thresholded |", "|---|---|---|---|---|"]
         for t in summary["thresholds"]:
-            chosen = ", ".join("n/a" if v is None else f"{v:.3f}" for v in t["thresholds"])
+            chosen = ", ".join("-" if v is None else f"{v:.3f}" for v in t["thresholds"])
             lines.append(f"| {t['class']} | >= {t['min']} | {chosen} | {_fmt(t['test_sensitivity']['plain'])} -> "
                          f"{_fmt(t['test_sensitivity']['thresholded'])} | {_fmt(t['test_specificity']['plain'])} -> "
                          f"{_fmt(t['test_specificity']['thresholded'])} |")

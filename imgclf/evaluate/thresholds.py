@@ -68,15 +68,19 @@ def operating_thresholds(targets: list[dict[str, Any]], class_names: list[str], 
     and on the test set against the plain predictions.
 
     Returns:
-        One entry per class with a sensitivity target: ``class``, ``min``, ``threshold`` (None when
-        the validation set lacks the class), and ``validation``/``test``, each ``plain`` and
-        ``thresholded`` sensitivity and specificity.
+        One entry per class with a sensitivity target: ``class``, ``min``, ``needed`` (False when
+        the plain predictions already meet the target on validation: no threshold then),
+        ``threshold`` (None when not needed, or when the validation set lacks the class), and
+        ``validation``/``test``, each ``plain`` and ``thresholded`` sensitivity and specificity.
     """
     entries = []
     for target in sensitivity_targets(targets, class_names):
         index = class_names.index(target["class"])
-        threshold = choose_threshold(val_labels, val_proba, index, target["min"])
-        entry: dict[str, Any] = {"class": target["class"], "min": target["min"], "threshold": threshold}
+        plain = sensitivity_specificity(val_labels, np.asarray(val_proba).argmax(axis=1), index)["sensitivity"]
+        needed = not (plain >= target["min"])  # NaN (no such image) is needed: and gets no threshold
+        threshold = choose_threshold(val_labels, val_proba, index, target["min"]) if needed else None
+        entry: dict[str, Any] = {"class": target["class"], "min": target["min"], "needed": needed,
+                                 "threshold": threshold}
         for split, labels, proba in (("validation", val_labels, val_proba), ("test", test_labels, test_proba)):
             plain = sensitivity_specificity(labels, np.asarray(proba).argmax(axis=1), index)
             shifted = (sensitivity_specificity(labels, predict_with_threshold(proba, index, threshold), index)

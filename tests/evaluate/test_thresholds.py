@@ -84,3 +84,12 @@ def test_the_summary_chooses_thresholds_from_saved_predictions_and_applies_them_
     assert applied["aggregate"]["per_class.mel.recall"]["mean"] == 1.0
     assert applied["aggregate"]["log_loss"]["mean"] == plain["aggregate"]["log_loss"]["mean"]
     assert plain["targets"][0]["met"] is False and applied["targets"][0]["met"] is True
+
+
+def test_no_threshold_where_the_plain_predictions_already_meet_the_target():
+    labels, proba = scored([0.9, 0.8, 0.7, 0.3], [0.4, 0.1])
+    (entry,) = operating_thresholds([{"metric": "recall", "class": "mel", "min": 0.75}], CLASSES,
+                                    labels, proba, labels, proba)
+    assert entry["needed"] is False and entry["threshold"] is None and entry["test"]["thresholded"] is None
+    assert np.array_equal(thresholded_predictions(proba, CLASSES, [entry]), proba.argmax(axis=1))
+    assert summarize_thresholds({1: {"thresholds": {"applied": True, "classes": [entry]}}})[0]["not_needed"] == 1
