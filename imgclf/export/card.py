@@ -126,6 +126,8 @@ def metrics_section(evaluation: dict[str, Any], deployed: dict[str, Any]) -> dic
         "all_targets_met": evaluation["all_targets_met"],
         "all_targets_met_with_confidence": evaluation["all_targets_met_with_confidence"],
         "test_set_reevaluations": len(evaluation.get("reevaluations", [])),
+        # The deployed model's operating thresholds, chosen on its validation images (evaluate stage).
+        "operating_thresholds": deployed.get("operating_thresholds"),
     }
 
 
@@ -321,6 +323,21 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                                              f"<= {t['max']}" if t.get("max") is not None else "") if x)
             lines.append(f"| {t['metric_name']} {bound} | {_num(t['mean'])} | {_range(t)} | "
                          f"{'yes' if t['met'] else '**no**'} | {'yes' if t['met_with_confidence'] else '**no**'} |")
+    thresholds = (m.get("operating_thresholds") or {}).get("classes") or []
+    if thresholds:
+        applied = m["operating_thresholds"].get("applied")
+        lines += ["", "Operating thresholds of the deployed model, chosen on its validation images to meet a "
+                  "sensitivity target (predict the class as soon as its probability reaches the threshold; "
+                  + ("applied to the test figures of the evaluation summary" if applied else
+                     "not applied to the figures above") + "):", "",
+                  "| class | target | threshold | test sensitivity (plain -> thresholded) | "
+                  "test specificity (plain -> thresholded) |", "|---|---|---|---|---|"]
+        for t in thresholds:
+            shifted = t["test"]["thresholded"] or t["test"]["plain"]
+            lines.append(f"| {t['class']} | >= {t['min']} | "
+                         f"{_num(t['threshold'], 3) if t['threshold'] is not None else 'none needed'} | "
+                         f"{_num(t['test']['plain']['sensitivity'])} -> {_num(shifted['sensitivity'])} | "
+                         f"{_num(t['test']['plain']['specificity'])} -> {_num(shifted['specificity'])} |")
     lines += ["", "## Per-group results", "",
               f"{g['metric']} of the deployed model per group of each audited column (bootstrap {level} intervals); "
               f"the gap is best minus worst judged group (at least {g['min_group_size']} test images).", "",

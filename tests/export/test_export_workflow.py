@@ -25,3 +25,4 @@ def test_the_deployed_model_is_exported_to_tflite_and_described_by_a_model_card(
                          "limitations"}
     markdown = (workdir / "results/export/model_card.md").read_text()
     assert "Intended use" in markdown and "Limitations" in markdown and "target not met: ece" in markdown
+    assert "Operating thresholds of the deployed model" in markdown  # the sensitivity target on 8
