@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from imgclf.core.errors import ImgclfError
+from imgclf.core.io import GRAY_MODES
 
 #: Largest class over smallest class above which the starting config samples the classes evenly.
 IMBALANCED = 3.0
@@ -42,7 +43,6 @@ IMBALANCED = 3.0
 GROUP_NAMES = re.compile(r"(lesion|patient|slide|subject|case|specimen|donor|animal|individual|study|group)",
                          re.IGNORECASE)
 MAX_SIZE = 128
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass
@@ -211,11 +211,13 @@ def _quoted(name: str) -> str:
 
 def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``override`` over ``base``, mapping by mapping, as Snakemake merges ``--configfile`` over the
-    workflow's config file."""
-    result = dict(base)
-    for key, value in override.items():
-        result[key] = merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) \
-            else value
+    workflow's config file (with Snakemake's own function; neither argument is changed)."""
+    import copy
+
+    from snakemake.utils import update_config
+
+    result = copy.deepcopy(base)
+    update_config(result, copy.deepcopy(override))
     return result
 
 

@@ -80,6 +80,8 @@ def sha256_file(path: str | Path) -> str:
 
 #: Index columns read as numbers; every other column (labels, groups) stays text,
 #: so that ids such as 007 keep their zeros and a class named NA stays a class.
+#: Values of the index's mode column that are grayscale images (one channel).
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 NUMERIC_INDEX_COLUMNS = ("width", "height", "bit_depth", "exif_orientation", "brightness", "contrast", "sharpness")
 
 

@@ -115,6 +115,14 @@ def resolve_monitor(config: dict[str, Any]) -> dict[str, str]:
             "why": f"the objective {objective['name']} ({objective['why']}), which the unweighted loss does not follow"}
 
 
+def monitor_of(train: dict[str, Any]) -> str:
+    """The metric a ``train`` section's early stopping watches. Callers resolve ``auto`` from the
+    targets first (:func:`with_resolved_monitor`); one the section alone leaves ``auto`` (no
+    targets to follow) watches ``val_loss``, as :func:`resolve_monitor` does without targets."""
+    monitor = train["early_stopping"]["monitor"]
+    return "val_loss" if monitor == "auto" else monitor
+
+
 def with_resolved_monitor(config: dict[str, Any]) -> dict[str, Any]:
     """The config with ``train.early_stopping.monitor`` resolved (a copy; the training loop reads it)."""
     monitor = resolve_monitor(config)["name"]

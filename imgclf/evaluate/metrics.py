@@ -153,7 +153,7 @@ def median_seed(per_seed_value: dict[int, float], higher_is_better: bool = True)
 
 
 def predictions_table(table: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray,
-                      class_names: list[str], predicted: np.ndarray | None = None) -> pd.DataFrame:
+                      class_names: list[str]) -> pd.DataFrame:
     """One row per test image: path, label, predicted class, confidence, probabilities.
 
     Args:
@@ -161,9 +161,8 @@ def predictions_table(table: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray
         y_true: True class indices, in the manifest's order.
         proba: Predicted probabilities, in the manifest's order.
         class_names: The classes, in index order.
-        predicted: The predicted classes where operating thresholds apply (default: the most probable).
     """
-    predicted = proba.argmax(axis=1) if predicted is None else np.asarray(predicted)
+    predicted = proba.argmax(axis=1)
     result = pd.DataFrame({"path": table["path"].to_numpy(), "label": table["label"].to_numpy()})
     if "group" in table.columns:
         result["group"] = table["group"].to_numpy()
@@ -320,8 +319,9 @@ def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None
         lines += ["## Operating thresholds", "",
                   "For each target on a class's sensitivity: the highest threshold on that class's probability "
                   "that meets the target on each final model's validation images, and its effect on the test "
-                  "set (mean over seeds); \"-\" where the plain predictions already meet it on validation. " + ("**Applied**: the figures above and below use it."
-                                               if applied else "Not applied (evaluation.apply_thresholds: false)."),
+                  "set (mean over seeds); \"-\" where the plain predictions already meet it on validation. "
+                  + ("**Applied**: the figures above and below use it." if applied
+                     else "Not applied (evaluation.apply_thresholds: false)."),
                   "", "| class | target | thresholds (per seed) | test sensitivity: plain -> thresholded | "
                   "test specificity: plain -> thresholded |", "|---|---|---|---|---|"]
         for t in summary["thresholds"]:

@@ -62,13 +62,14 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
                         seed, ", ".join(c["key"] for c in event["changes"]), event["reason"])
         classes = record["classes"]
         manifest = read_manifest(test, data_root, classes)
-        proba = predict_proba(load_model(model), manifest, tuple(record["image_size"]), record["channels"],
+        network = load_model(model)
+        proba = predict_proba(network, manifest, tuple(record["image_size"]), record["channels"],
                               record["batch_size"])
         metrics = classification_metrics(manifest.labels, proba, classes, n_bins=ece_bins)
         outputs = {}
         if validation is not None:
             held = read_manifest(validation, data_root, classes)
-            val_proba = predict_proba(load_model(model), held, tuple(record["image_size"]), record["channels"],
+            val_proba = predict_proba(network, held, tuple(record["image_size"]), record["channels"],
                                       record["batch_size"])
             outputs["validation_predictions"] = predictions_table(held.table, held.labels, val_proba, classes)
         sealed = record_evaluation(seal, events, seed, current, event, {k: metrics[k] for k in HEADLINE})

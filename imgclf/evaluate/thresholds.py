@@ -36,10 +36,11 @@ def sensitivity_targets(targets: list[dict[str, Any]], class_names: list[str]) -
     return list(chosen.values())
 
 
-def predict_with_threshold(proba: np.ndarray, class_index: int, threshold: float) -> np.ndarray:
-    """The predicted classes: ``class_index`` where its probability reaches ``threshold``, else the
-    most probable class."""
-    predicted = np.asarray(proba).argmax(axis=1)
+def predict_with_threshold(proba: np.ndarray, class_index: int, threshold: float,
+                           predicted: np.ndarray | None = None) -> np.ndarray:
+    """The predicted classes: ``class_index`` where its probability reaches ``threshold``, else
+    ``predicted`` (by default the most probable class)."""
+    predicted = np.asarray(proba).argmax(axis=1) if predicted is None else predicted
     return np.where(np.asarray(proba)[:, class_index] >= threshold, class_index, predicted)
 
 
@@ -96,8 +97,7 @@ def thresholded_predictions(proba: np.ndarray, class_names: list[str], threshold
     predicted = np.asarray(proba).argmax(axis=1)
     for entry in reversed(thresholds):
         if entry["threshold"] is not None:
-            index = class_names.index(entry["class"])
-            predicted = np.where(np.asarray(proba)[:, index] >= entry["threshold"], index, predicted)
+            predicted = predict_with_threshold(proba, class_names.index(entry["class"]), entry["threshold"], predicted)
     return predicted
 
 

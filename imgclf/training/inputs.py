@@ -17,9 +17,8 @@ import tensorflow as tf
 import keras
 
 from imgclf.core.errors import ImgclfError
-from imgclf.core.io import read_index, sha256_file
+from imgclf.core.io import GRAY_MODES, read_index, sha256_file
 
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from imgclf.core.errors import ImgclfError
-from imgclf.core.objectives import direction
+from imgclf.core.objectives import direction, monitor_of
 from imgclf.core.io import write_csv, write_json
 from imgclf.training.features import FeatureSource, feature_datasets, head_model
 from imgclf.training.files import RunFiles  # noqa: F401  (re-exported: the loop's own type)
@@ -284,9 +284,7 @@ def train(
     else:
         shutil.rmtree(files.resume_dir, ignore_errors=True)
         model, state = build(), _fresh_state()
-    monitor = train_config["early_stopping"]["monitor"]
-    if monitor == "auto":  # resolved from the targets by the caller (imgclf.core.objectives); none here
-        monitor = "val_loss"
+    monitor = monitor_of(train_config)
     mode = direction(monitor)
     class_names = list(settings.get("classes") or [])
     if val_labels is None:

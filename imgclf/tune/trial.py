@@ -43,7 +43,7 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     import keras
 
     from imgclf.core.errors import ConfigError
-    from imgclf.core.objectives import direction, known_names
+    from imgclf.core.objectives import direction, known_names, monitor_of
     from imgclf.training.validation_metrics import ValidationMetrics
     from imgclf.training.inputs import make_dataset, read_manifest
     from imgclf.training.features import FeatureSource, feature_datasets, head_model, uses_features
@@ -66,8 +66,7 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     if pretrained:
         freeze_backbone(model)
     compile_model(model, train, train["learning_rate"])
-    monitor = train["early_stopping"]["monitor"]
-    monitor = "val_loss" if monitor == "auto" else monitor  # the parent resolves it from the targets
+    monitor = monitor_of(train)  # the parent resolved auto from the targets
     mode = direction(monitor)
     validation = ValidationMetrics(val_data, val_manifest.labels, classes)
     # First: early stopping and the rate reduction read the metrics it adds.
