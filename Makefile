@@ -20,9 +20,10 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml
 	$(BIN)/python -m pip check
 	touch $@
 
-## The pipeline on its config (config/config.yaml: the embedded digits by default).
+## The pipeline: on the demo (config/config.yaml, the embedded digits), or on your config with
+## make run CONFIG=my_config.yaml (checked first: a YAML error names its line).
 run: venv
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(if $(CONFIG),$(BIN)/python -m imgclf.core.config $(CONFIG) &&) $(BIN)/snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG)) $(SNAKEMAKE_ARGS)
 
 ## A starting config from your data: make config DATA=folder-or-manifest [OUT=config/mine.yaml] [FORCE=1].
 config: venv

@@ -1,6 +1,7 @@
 # imgclf: a reproducible image-classification pipeline.
 # This file only loads and validates the config and includes the rules, one file per stage
 # under rules/ (the stages: imgclf/pipeline.py). Run it with `make run` or `snakemake --cores all`.
+import os
 import sys
 
 # imgclf (the package holding the logic) lives beside this file; putting it on
@@ -8,26 +9,59 @@ import sys
 # --sdm conda, or on a cluster node, without installing it there.
 sys.path.insert(0, workflow.basedir)
 
-from imgclf.core.config import load_schema, validate_config
+from snakemake.utils import update_config
+
+from imgclf.core.config import (
+    coerce_command_line_values,
+    keys_set,
+    load_schema,
+    read_config_file,
+    validate_config,
+)
 from imgclf.core.errors import ConfigError
-from imgclf.pipeline import check_config, check_config_against_classes, expand_paths
+from imgclf.core.errors import ImgclfError
+from imgclf.pipeline import (
+    check_config,
+    check_config_against_classes,
+    check_results_have_records,
+    expand_paths,
+)
 
-
-configfile: "config/config.yaml"
+#: The demo's config (the embedded digits): the config only when no --configfile is given. A
+#: user's config starts from the schema's defaults, never from the demo's settings.
+DEMO_CONFIG = "config/config.yaml"
 
 
 report: "report/workflow.rst"
 
 
 try:
+    if not workflow.overwrite_configfiles:
+        # Read here, not by a configfile directive: a YAML error names the file and line.
+        demo = read_config_file(DEMO_CONFIG)
+        update_config(demo, config)  # --config over the demo
+        config.clear()
+        config.update(demo)
+        CONFIG_SOURCE = f"{DEMO_CONFIG} (the demo)"
+    else:
+        CONFIG_SOURCE = ", ".join(map(str, workflow.overwrite_configfiles))
+    # Nested --config values arrive as strings: 'train={epochs: 3}' gives "3".
+    coerce_command_line_values(config)
+    USER_SET_KEYS = keys_set(config)
     validate_config(
         config,
         load_schema(f"{workflow.basedir}/config/config.schema.yaml"),
-        source="config (config/config.yaml, --configfile and --config)",
+        source=f"config ({CONFIG_SOURCE}, and --config)",
     )
     expand_paths(config)
 except ConfigError as error:
     sys.exit(f"imgclf: {error}")
+if workflow.is_main_process:
+    print(
+        f"imgclf: config from {CONFIG_SOURCE}; it sets {', '.join(USER_SET_KEYS) or 'nothing'}; "
+        "every other key takes the schema's default (docs/configuration.md)",
+        file=sys.stderr,
+    )
 
 
 include: "rules/common.smk"
@@ -35,7 +69,14 @@ include: "rules/common.smk"
 
 try:
     check_config(config, test_manifest=TEST_MANIFEST)
-except ConfigError as error:
+    # Pulled results: adopted by --touch (make restamp); DVC's stages and --forceall (dvc.yaml's
+    # generation) force their jobs anyway.
+    check_results_have_records(
+        adopting=not workflow.is_main_process
+        or bool({"--touch", "-t", "--forceall", "-F"} & set(sys.argv))
+        or os.environ.get("IMGCLF_DVC_STAGE") == "1",
+    )
+except ImgclfError as error:
     sys.exit(f"imgclf: {error}")
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -298,7 +299,9 @@ def run_stage(name: str, workdir: Path) -> int:
     if reason:
         print(f"imgclf.dvc_pipeline: {reason}", file=sys.stderr)
     print("imgclf.dvc_pipeline: " + " ".join(command), file=sys.stderr, flush=True)
-    return subprocess.run(command, cwd=workdir, check=False).returncode
+    # DVC checked the pulled results against dvc.lock: the stage forces its jobs without records.
+    env = dict(os.environ, IMGCLF_DVC_STAGE="1")
+    return subprocess.run(command, cwd=workdir, check=False, env=env).returncode
 
 
 def render(content: dict[str, Any]) -> str:

@@ -151,7 +151,8 @@ def starting_config(facts: DataFacts) -> str:
         + (f"; {facts.n_dropped} bad file(s) dropped (named in results/data/validation.md)" if facts.n_dropped
            else "") + ".",
         "# Edit the targets (marked EDIT): what the model must reach on the sealed test set.",
-        "# Run with:  snakemake --cores all --configfile <this file>   (every key: docs/configuration.md)",
+        "# Run with:  make run CONFIG=<this file>   (or snakemake --cores all --configfile <this file>;",
+        "#            every key: docs/configuration.md; keys not set here take the schema's defaults)",
         "seed: 42",
         "",
         "data:",
@@ -209,21 +210,10 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
 
 
-def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``, mapping by mapping, as Snakemake merges ``--configfile`` over the
-    workflow's config file (with Snakemake's own function; neither argument is changed)."""
-    import copy
-
-    from snakemake.utils import update_config
-
-    result = copy.deepcopy(base)
-    update_config(result, copy.deepcopy(override))
-    return result
-
-
 def check_written(text: str, path: Path, class_names: list[str]) -> None:
-    """Load the text as the workflow would (over the default config/config.yaml) and run the
-    load-time checks, so the file written is one the workflow accepts.
+    """Load the text as the workflow would (alone over the schema's defaults: a --configfile run
+    never reads the demo's config) and run the load-time checks, so the file written is one the
+    workflow accepts.
 
     Raises:
         ImgclfError: The generated config does not validate (a bug: reported, nothing is kept).
@@ -234,8 +224,7 @@ def check_written(text: str, path: Path, class_names: list[str]) -> None:
     from imgclf.layout import RunLayout
     from imgclf.pipeline import check_config, check_config_against_classes
 
-    default = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
-    config = validate_config(merged(default, yaml.safe_load(text)), source=str(path))
+    config = validate_config(yaml.safe_load(text), source=str(path))
     check_config(config, test_manifest=str(RunLayout(Path(".")).test_manifest))
     check_config_against_classes(config, class_names)
 
@@ -266,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"imgclf init: wrote {output}: {len(facts.counts)} classes, image_size {input_size(facts.median_side)}, "
           f"{'balanced sampling, ' if facts.imbalance > IMBALANCED else ''}"
           f"group column {facts.group_column or 'none'}. Edit its targets, then: "
-          f"snakemake --cores all --configfile {output}")
+          f"make run CONFIG={output}")
     return 0
 
 

@@ -178,3 +178,49 @@ def check_config_against_classes(config: dict[str, Any], class_names: list[str] 
     check_final(config, class_names)
     check_audit(config, class_names)
     return check_objectives(config, class_names)
+
+
+#: Outputs every run makes first: present without Snakemake's record of the job that made them,
+#: the results were pulled (``dvc pull``) or copied into this folder.
+FIRST_OUTPUTS = ("results/data/index.csv", "results/split/split.json")
+
+
+def outputs_without_records(workdir: str | os.PathLike = ".", outputs: tuple[str, ...] = FIRST_OUTPUTS) -> list[str]:
+    """The outputs present in ``workdir`` that Snakemake has no record of (neither finished,
+    in ``.snakemake/metadata``, nor started, in ``.snakemake/incomplete``).
+
+    Snakemake plans every job again for such files (it cannot know their params or code), which
+    would retrain every model and evaluate the sealed test set again.
+    """
+    from base64 import urlsafe_b64encode
+    from pathlib import Path
+
+    base = Path(workdir)
+    missing = []
+    for output in outputs:
+        if not (base / output).is_file():
+            continue
+        name = urlsafe_b64encode(output.encode()).decode()
+        if not any((base / ".snakemake" / kind / name).exists() for kind in ("metadata", "incomplete")):
+            missing.append(output)
+    return missing
+
+
+def check_results_have_records(workdir: str | os.PathLike = ".", adopting: bool = False) -> None:
+    """Stop a run on pulled results that Snakemake has no record of, with the command that adopts
+    them (``adopting``: this run is that command, or one that forces its jobs anyway).
+
+    Raises:
+        ImgclfError: Naming the files and the command.
+    """
+    from imgclf.core.errors import ImgclfError
+
+    missing = [] if adopting else outputs_without_records(workdir)
+    if missing:
+        raise ImgclfError(
+            f"results/ holds results that Snakemake has no record of ({', '.join(missing)}...): they were "
+            "pulled (dvc pull) or copied here, not made here. Planning now would retrain every model and "
+            "evaluate the sealed test set again",
+            "check that they are the versioned ones (`dvc status` says the data and pipelines are up to "
+            "date), then adopt them with `make restamp` (snakemake --touch --cores 1); or delete results/ "
+            "to recompute everything")

@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 from imgclf.core.config import load_schema, validate_config
-from imgclf.core.errors import ConfigError, ImgclfError
+from imgclf.core.errors import ImgclfError
 from imgclf.data import IMAGE_EXTENSIONS
 from imgclf.core.io import atomic_write_text, read_index, sha256_file, umask
 from imgclf.data import data_root, list_image_folder, list_manifest, read_user_csv
@@ -62,34 +62,12 @@ class RetrainError(ImgclfError):
     """The batch, the current data or the output folder does not allow a retraining."""
 
 
-def read_config(path: str | Path, base: str | Path = "config/config.yaml") -> dict[str, Any]:
-    """The config the pipeline runs with: ``path`` laid over ``base`` as Snakemake does.
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The config the pipeline ran with, read as the workflow reads a ``--configfile``: alone, over
+    the schema's defaults (the demo's ``config/config.yaml`` is never merged under it)."""
+    from imgclf.core.config import read_config_file
 
-    The Snakefile reads ``config/config.yaml`` and ``--configfile`` overrides it key by key:
-    a config passed here is read the same way, so that the rerun keeps every setting.
-    """
-    def load(file: Path) -> dict[str, Any]:
-        try:
-            return yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {file} does not exist",
-                              "name the config the pipeline ran with (--config)") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file} is not valid YAML: {exc}") from None
-
-    def merge(into: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-        for key, value in over.items():
-            if isinstance(value, dict) and isinstance(into.get(key), dict):
-                merge(into[key], value)
-            else:
-                into[key] = value
-        return into
-
-    path, base = Path(path), Path(base)
-    config = load(path)
-    if base.is_file() and base.resolve() != path.resolve():
-        config = merge(load(base), config)
-    return validate_config(config, source=str(path))
+    return validate_config(read_config_file(path), source=str(path))
 
 
 def _within(path: str, folder: str) -> bool:
@@ -371,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-column", default="label",
                         help="a CSV batch's column of labels (default: %(default)s)")
     parser.add_argument("--config", default="config/config.yaml",
-                        help="the config the pipeline ran with, laid over config/config.yaml like snakemake's "
+                        help="the config the pipeline ran with, read alone like snakemake's "
                              "--configfile (default: %(default)s)")
     run = RunLayout(Path("."))
     parser.add_argument("--index", default=str(run.index), help="the current index (default: %(default)s)")

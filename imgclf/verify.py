@@ -239,9 +239,40 @@ def check_retrain(workdir: Path, seed: int, scratch: Path) -> Check:
     if all(np.array_equal(a, b) for a, b in zip(old, new)):
         return Check(MATCH, artifact, f"weights identical ({len(old)} arrays, "
                                       f"{sum(a.size for a in old):,} values)")
-    return Check(DIFFER, artifact, f"weights differ (largest difference {largest:.3g}): another TensorFlow "
-                                   "build, CPU, GPU, precision or thread count changes the arithmetic "
-                                   "(see the environment note)")
+    training = json.loads(run.final_metrics(seed).read_text())
+    return Check(DIFFER, artifact, f"weights differ (largest difference {largest:.3g}); cause: "
+                                   + "; ".join(retrain_difference_causes(training)))
+
+
+def retrain_difference_causes(training: dict[str, Any]) -> list[str]:
+    """Why a retraining's weights can differ from the pulled model's, from what the training's
+    record supports: a resumed training, another package version, CPU, GPU or thread count
+    than the job that trained it. ``["unknown ..."]`` when the record shows none of them."""
+    from imgclf.core.environment import cpu_model, package_versions
+
+    causes = []
+    resumed = training.get("resumed") or (training.get("decisions") or {}).get("resumed")
+    if resumed:
+        causes.append(f"the recorded training resumed after an interruption ({_describe_resume(resumed)}); "
+                      "a resumed run continues from saved state, an uninterrupted retraining does not")
+    recorded = training.get("runtime") or {}
+    installed = package_versions()
+    here = {"tensorflow": installed.get("tensorflow") or installed.get("tensorflow-cpu"),
+            "keras": installed.get("keras"), "numpy": installed.get("numpy")}
+    for package in ("tensorflow", "keras", "numpy"):
+        if recorded.get(package) and here.get(package) and recorded[package] != here[package]:
+            causes.append(f"{package} {recorded[package]} trained it, {here[package]} here")
+    if recorded.get("cpu") and recorded["cpu"] != cpu_model():
+        causes.append(f"it was trained on CPU {recorded['cpu']!r}, this is {cpu_model()!r}")
+    if recorded.get("gpus"):
+        causes.append(f"it was trained on GPU ({', '.join(recorded['gpus'])}), retrained here on the CPU")
+    return causes or ["unknown: the record shows the same packages, CPU and thread count, and no resume"]
+
+
+def _describe_resume(resumed: Any) -> str:
+    if isinstance(resumed, dict):
+        return ", ".join(f"{k} {v}" for k, v in resumed.items())
+    return str(resumed)
 
 
 def environment_notes(workdir: Path) -> list[Check]:
@@ -270,13 +301,33 @@ def environment_notes(workdir: Path) -> list[Check]:
     return [Check(NOTE, "environment", detail + (f"; results made at commit {commit[:12]}" if commit else ""))]
 
 
-def verify(workdir: Path, config_path: Path, retrain: list[int] | None = None) -> list[Check]:
-    """Every check, in pipeline order."""
-    from imgclf.core.config import load_config
+def run_config(workdir: Path, config_path: Path | None) -> tuple[dict[str, Any], str]:
+    """The config the results were made with, and where it was read: the config as run, kept in
+    the run's reproducibility record, unless ``config_path`` names another on purpose.
+
+    Raises:
+        ImgclfError: Neither the record nor the named config exists.
+    """
+    from imgclf.core.config import load_config, validate_config
+    from imgclf.core.io import read_json
+
+    if config_path is not None:
+        return load_config(config_path), f"{config_path} (--config)"
+    path = RunLayout(workdir).reproducibility
+    record = read_json(path)
+    if record is None or "config" not in record:
+        raise ImgclfError(f"{path} is absent: it holds the config the results were made with",
+                          "run `dvc pull` (or the pipeline's report stage), or name the config the run "
+                          "used with --config")
+    return validate_config(record["config"], source=str(path)), f"{path} (the config as run)"
+
+
+def verify(workdir: Path, config_path: Path | None = None, retrain: list[int] | None = None) -> list[Check]:
+    """Every check, in pipeline order, against the config the run was made with (:func:`run_config`)."""
     from imgclf.final import final_seeds
 
-    config = load_config(config_path)
-    checks: list[Check] = []
+    config, source = run_config(workdir, config_path)
+    checks: list[Check] = [Check(NOTE, "config", f"read from {source}")]
     with tempfile.TemporaryDirectory(prefix="imgclf-verify-") as scratch:
         scratch_path = Path(scratch)
         checks += check_manifests(config, workdir, scratch_path)
@@ -300,7 +351,8 @@ def format_checks(checks: list[Check]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imgclf.verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("--directory", default=".", help="the project folder (default: the current one)")
-    parser.add_argument("--config", default="config/config.yaml", help="the config (default: %(default)s)")
+    parser.add_argument("--config", help="check against this config instead of the one the run was made with "
+                                          "(default: the config as run, from results/report/reproducibility.json)")
     parser.add_argument("--retrain", type=int, action="append", metavar="SEED",
                         help="also retrain this final seed and compare its weights (repeatable)")
     parser.add_argument("--json", help="also write the checks to this JSON file")
@@ -310,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.retrain_worker:
         retrain_worker(workdir, int(args.retrain_worker[0]), Path(args.retrain_worker[1]))
         return 0
-    config_path = workdir / args.config
+    config_path = workdir / args.config if args.config else None
     if not RunLayout(workdir).results.is_dir():
         print(f"imgclf verify: {RunLayout(workdir).results} is absent: run `dvc pull` (or the pipeline) first",
               file=sys.stderr)

@@ -15,6 +15,11 @@ PRETRAINED_WEIGHTS = "results/weights/weights.json"
 EMISSIONS_FILES = ["results/*/**/*emissions.csv"]
 
 
+def get_config_origin():
+    """Where the config came from and the keys it sets (every other key is the schema's default)."""
+    return {"files": CONFIG_SOURCE, "keys_set": USER_SET_KEYS}
+
+
 def get_data_root():
     """The folder the images' paths are relative to."""
     from imgclf.data import data_root
@@ -209,6 +214,11 @@ def get_objective(stage):
     from imgclf.core.objectives import resolve_objective
 
     return resolve_objective(config, stage)
+
+
+def get_final_threads():
+    """The threads of a final training job (its intra-op threads: a sealed decision)."""
+    return 1
 
 
 def get_final_config(wildcards):

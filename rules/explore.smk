@@ -17,6 +17,8 @@ rule probe_batch_size:
     params:
         # Not an output: an emissions file outlives failed attempts (each adds its row).
         emissions="results/explore/batch_size_emissions.csv",
+        # Not an output either: the kept pick, reused instead of probing again (batch_probe.record).
+        record=config["batch_probe"]["record"],
     log:
         "logs/explore/probe_batch_size.log",
     benchmark:

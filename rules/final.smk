@@ -17,6 +17,8 @@ rule check_seal:
         config=get_final_config,
         # Not an output: the record of the test set's evaluations outlives reruns.
         seal="results/evaluate/seal/seed_{seed}.json",
+        # The final training's threads: a sealed decision, checked before it starts.
+        threads=get_final_threads(),
     log:
         "logs/final/seed_{seed}.seal_check.log",
     localrule: True
@@ -64,7 +66,7 @@ rule final_train:
         gpu=1,
         mem_mb=16000,
         runtime=480,
-    threads: 1
+    threads: get_final_threads()
     conda:
         "../envs/train.yaml"
     script:

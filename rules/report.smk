@@ -44,6 +44,7 @@ rule report_html:
         environment="results/report/environment.json",
     params:
         config=config,
+        config_origin=get_config_origin(),
         workflow_dir=workflow.basedir,
     log:
         "logs/report/report_html.log",
@@ -64,6 +65,7 @@ rule reproducibility_record:
         record="results/report/reproducibility.json",
     params:
         config=config,
+        config_origin=get_config_origin(),
         workflow_dir=workflow.basedir,
     log:
         "logs/report/reproducibility_record.log",

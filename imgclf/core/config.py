@@ -130,17 +130,95 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config file and validate it, filling in defaults."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (or JSON) config file's keys, unvalidated.
+
+    Raises:
+        ConfigError: The file is absent, is not valid YAML (naming its line and column, before
+            Snakemake's own loader would say only "not valid JSON or YAML"), or is not a mapping.
+    """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"config file {path} does not exist",
+                          "give the path of your config (make config DATA=... writes a starting one)") from None
+    try:
+        content = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return validate_config(config, schema, source=str(path))
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem or exc}",
+                          "fix that line (indent with spaces, never tabs; put values holding ': ' or ' #' "
+                          "in quotes)") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys to values, not a {type(content).__name__}",
+                          "start from the output of make config DATA=... or docs/configuration.md")
+    return content
+
+
+def load_config(path: str | Path, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML config file and validate it, filling in defaults."""
+    return validate_config(read_config_file(path), schema, source=str(path))
+
+
+def coerce_command_line_values(config: dict[str, Any], schema: dict[str, Any] | None = None) -> list[str]:
+    """Turn strings into the numbers, booleans or nulls they spell where the schema wants those.
+
+    Snakemake reads a nested ``--config 'train={epochs: 3}'`` as strings (``{"epochs": "3"}``),
+    which the schema would refuse as a type error. A string is replaced, in place, only where
+    the schema refuses it and accepts the value it spells in YAML.
+
+    Returns:
+        The dotted keys changed.
+    """
+    schema = schema if schema is not None else load_schema()
+    changed: list[str] = []
+
+    def fits(value: Any, subschema: dict[str, Any]) -> bool:
+        return Draft202012Validator(subschema).is_valid(value)
+
+    def spelled(value: str) -> Any:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+
+    def walk(node: Any, subschema: dict[str, Any], key: str) -> Any:
+        if isinstance(node, dict):
+            properties = subschema.get("properties", {})
+            for name, value in node.items():
+                if name in properties:
+                    node[name] = walk(value, properties[name], f"{key}.{name}" if key else str(name))
+            return node
+        if isinstance(node, list) and isinstance(subschema.get("items"), dict):
+            return [walk(item, subschema["items"], f"{key}[{i}]") for i, item in enumerate(node)]
+        if isinstance(node, str) and subschema and not fits(node, subschema):
+            value = spelled(node)
+            # Of the right type is enough: the schema's bounds then name the key (epochs: 0).
+            kind = {"type": subschema["type"]} if "type" in subschema else subschema
+            if not isinstance(value, str) and fits(value, kind):
+                changed.append(key)
+                return value
+        return node
+
+    walk(config, schema, "")
+    return changed
+
+
+def keys_set(config: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys a config sets (before defaults are filled in); lists count as one key."""
+    keys: list[str] = []
+    for name, value in config.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(value, dict) and value:
+            keys.extend(keys_set(value, key))
+        else:
+            keys.append(key)
+    return keys
 
 
 def default_config() -> dict[str, Any]:
@@ -206,6 +284,15 @@ def check_model_config(config: dict[str, Any], source: str = "config") -> None:
             f"{source}: model.architecture {model['architecture']} needs inputs of at least 32x32, "
             f"but data.image_size is [{height}, {width}]",
             "raise data.image_size to 32 or more, or use model.architecture: small_cnn")
+    if model["architecture"] == "small_cnn":
+        # Each conv block halves the image (2x2 max pooling, floor): n blocks need 2**n pixels.
+        blocks = len(model["small_cnn"]["filters"])
+        if min(height, width) < 2 ** blocks:
+            raise ConfigError(
+                f"{source}: data.image_size [{height}, {width}] is too small for model.architecture small_cnn "
+                f"with {blocks} conv blocks (model.small_cnn.filters): each halves the image, so they need at "
+                f"least {2 ** blocks}x{2 ** blocks} pixels",
+                f"raise data.image_size to at least {2 ** blocks}, or use fewer blocks in model.small_cnn.filters")
     if model["architecture"] == "small_cnn" and model["weights"] != "none":
         raise ConfigError(f"{source}: model.weights must be none for small_cnn (it has no pretrained weights)",
                           "set model.weights: none, or choose a backbone architecture")
@@ -225,3 +312,39 @@ def check_model_config(config: dict[str, Any], source: str = "config") -> None:
     if model["weights"] not in ("none", "imagenet") and not Path(model["weights"]).expanduser().is_file():
         raise ConfigError(f"{source}: model.weights {model['weights']!r} is neither none, imagenet, nor an "
                           "existing file", "give the path of a .weights.h5 file saved from the same backbone")
+
+
+def _merge_over(base: dict[str, Any], override: dict[str, Any]) -> None:
+    """``override`` over ``base`` in place, mapping by mapping (as Snakemake merges config files)."""
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_over(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m imgclf.core.config FILE...``: check config files before a run (``make run
+    CONFIG=...`` does): YAML errors with their line, schema errors with their key."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m imgclf.core.config CONFIG.yaml [MORE.yaml ...]", file=sys.stderr)
+        return 2
+    try:
+        merged: dict[str, Any] = {}
+        for path in paths:
+            _merge_over(merged, read_config_file(path))
+        keys = keys_set(merged)
+        validate_config(merged, source=", ".join(paths))
+    except ConfigError as error:
+        print(f"imgclf: {error}", file=sys.stderr)
+        return 1
+    print(f"imgclf: {', '.join(paths)}: valid; it sets {', '.join(keys) or 'nothing'}; every other key takes "
+          "the schema's default")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

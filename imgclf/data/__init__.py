@@ -5,12 +5,12 @@ from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
     "digits": ["digit_images", "write_digit_folder"],
-    "imagefile": ["IMAGE_EXTENSIONS", "InspectOptions"],
+    "imagefile": ["IMAGE_EXTENSIONS", "InspectOptions", "file_kind", "not_regular_detail"],
     "index": ["RESERVED_COLUMNS", "validate_source"],
     "jobs": ["validate_data"],
     "phash": ["near_duplicate_pairs"],
     "sources": ["Rejected", "data_root", "list_image_folder", "list_manifest", "listing_fingerprint",
-        "manifest_fingerprint", "read_user_csv", "source_class_names"],
+        "manifest_fingerprint", "non_regular_mode", "read_user_csv", "source_class_names"],
     "validation": ["FILE_PROBLEMS", "INDEX_COLUMNS", "ProgressCallback", "ValidationOptions",
         "inspect_files", "raise_on_errors"],
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,22 @@ def _problem(code: str, detail: str) -> dict[str, str]:
     return {"problem": code, "problem_detail": detail}
 
 
+def file_kind(mode: int) -> str:
+    """What a file is, from its ``st_mode``, in words (for messages)."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def not_regular_detail(path: str, mode: int) -> str:
+    """The problem detail of a path that is not a regular file (``not_a_regular_file``)."""
+    return (f"{path} is {file_kind(mode)}, not a regular file; it was not opened (reading it could "
+            "block forever or have side effects): remove it, or replace it with the image file itself")
+
+
 def _png_bit_depth(data: bytes) -> int | None:
     # IHDR is always the first chunk: signature (8) + length (4) + type (4) +
     # width (4) + height (4), then the bit depth byte.
@@ -85,12 +102,25 @@ def inspect_image(path: str, options: InspectOptions) -> dict[str, Any]:
         ``phash`` (int or None), ``brightness``, ``contrast`` and ``sharpness``
         (:func:`imgclf.data.imagestats.image_statistics`) and, when the file is unusable, ``problem``
         (a finding code) and ``problem_detail``. A file with a problem still
-        gets every field that could be read.
+        gets every field that could be read. A path that is not a regular file
+        (a FIFO, a socket, a device; a symlink counts as its target) is never
+        opened: its problem is ``not_a_regular_file``.
     """
     record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS)
     record.update(transparency=False, frames=1)
     try:
-        with open(path, "rb") as handle:
+        # Checked before opening: open() blocks forever on a FIFO without a writer.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            record.update(_problem("not_a_regular_file", not_regular_detail(path, mode)))
+            return record
+        # O_NONBLOCK: should the file have become a FIFO since, opening it does not block.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                record.update(_problem("not_a_regular_file", not_regular_detail(path, mode)))
+                return record
             data = handle.read()
     except OSError as exc:
         record.update(_problem("unreadable", f"cannot read the file: {exc.strerror or exc}"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pandas as pd
 
 from imgclf.core.errors import ImgclfError
 from imgclf.core.findings import Finding
-from imgclf.data.imagefile import IMAGE_EXTENSIONS
+from imgclf.data.imagefile import IMAGE_EXTENSIONS, file_kind, not_regular_detail
 
 
 @dataclass
@@ -76,6 +77,17 @@ def _is_utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def non_regular_mode(path: str | Path) -> int | None:
+    """The ``st_mode`` of a path that exists but is not a regular file (a FIFO, a socket, a
+    device, a folder), else None. Links are followed (a link to an image is an image); nothing
+    is opened. A path that cannot be examined gives None: reading it reports why."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(mode) else mode
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -158,6 +170,10 @@ def list_image_folder(root: Path, known_files: tuple[Path, ...] = ()) -> SourceL
                     continue
                 if full.suffix.lower() not in IMAGE_EXTENSIONS:
                     not_images.append(rel)
+                    continue
+                mode = non_regular_mode(full)
+                if mode is not None:  # a FIFO named pipe.png: never opened
+                    rejected.append(Rejected(rel, "not_a_regular_file", not_regular_detail(rel, mode)))
                     continue
                 rows.append((rel, entry.name))
         if len(rows) == n_before and not any(r.path.startswith(name + "/") for r in rejected):
@@ -250,7 +266,11 @@ def list_manifest(manifest: Path, root: Path, path_column: str, label_column: st
                           if not candidate.is_absolute()
                           else full.resolve().relative_to(real_root).as_posix())
         if not full.is_file():
-            rejected.append(Rejected(raw, "missing_file", "the manifest lists it but it does not exist"))
+            mode = non_regular_mode(full)
+            if mode is not None:  # a FIFO, a device, a folder: never opened
+                rejected.append(Rejected(raw, "not_a_regular_file", not_regular_detail(raw, mode)))
+            else:
+                rejected.append(Rejected(raw, "missing_file", "the manifest lists it but it does not exist"))
             continue
         keep[i] = True
     table["path"] = normalised
@@ -280,7 +300,16 @@ def _separator(path: Path) -> str:
 
 
 def read_user_csv(path: Path, key: str) -> pd.DataFrame:
-    """Read a user's CSV as text; the separator (, ; tab |) is detected."""
+    """Read a user's CSV as text; the separator (, ; tab |) is detected.
+
+    Raises:
+        ImgclfError: The file is missing, is not a regular file (a FIFO would block the
+            reading forever: it is not opened), or is not a readable CSV.
+    """
+    mode = non_regular_mode(path)
+    if mode is not None:
+        raise ImgclfError(f"{path} is {file_kind(mode)}, not a regular file; it was not opened",
+                          f"point {key} to a CSV file")
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], sep=_separator(path),
                            engine="python", encoding="utf-8-sig")

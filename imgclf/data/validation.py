@@ -49,6 +49,8 @@ FILE_PROBLEMS: dict[str, tuple[str, str]] = {
     "path_escapes_root": ("lie outside the data root (a link or '..' leads out)",
                           "copy the images into the data root, or point data.root higher"),
     "missing_file": ("are listed in the manifest but do not exist", "fix the manifest's paths"),
+    "not_a_regular_file": ("are not regular files (a FIFO, a socket, a device or a folder); they were "
+                           "not opened", "remove them, or replace each with the image file itself"),
     "label_conflict": ("are byte-identical copies filed under different labels",
                        "keep one copy under the right label"),
 }
@@ -203,6 +205,7 @@ def validate_dataset(
     good = good.sort_values("path", kind="stable").reset_index(drop=True)
     findings += metadata_findings or []
     findings += listing.findings
+    findings += _emptied_class_findings(table, good)
     findings += _class_findings(good, options)
     findings += _format_findings(good, options)
     findings += _duplicate_findings(good, options)
@@ -214,6 +217,22 @@ def validate_dataset(
     index = index.astype({"width": "int64", "height": "int64", "bit_depth": "int64"})
     summary = _summary(table, good, listing, dropped)
     return ValidationResult(index, findings, summary, dropped)
+
+
+def _emptied_class_findings(table: pd.DataFrame, good: pd.DataFrame) -> list[Finding]:
+    """Classes listed in the data whose every file is bad (dropped with ``on_bad_file: drop``): the
+    class leaves the data set, which a file-level finding alone would not say."""
+    listed = table["label"].astype(str).value_counts()
+    emptied = sorted(set(listed.index) - set(good["label"].astype(str)))
+    if not emptied:
+        return []
+    return [Finding(
+        "class_emptied", "warning",
+        f"{len(emptied)} class(es) lost every image to the bad-file findings above, and leave the data set: "
+        + ", ".join(f"{name!r} ({int(listed[name])} bad file(s))" for name in emptied),
+        count=len(emptied), details={"classes": emptied},
+        hint="repair or replace these classes' files, or remove their folders if they are not meant to be "
+             "classes; a target, objective or audit metric naming them stops the run at the split")]
 
 
 def _class_findings(good: pd.DataFrame, options: ValidationOptions) -> list[Finding]:

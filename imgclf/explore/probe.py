@@ -88,3 +88,29 @@ def _device_name() -> str:
     import platform
 
     return f"CPU ({platform.processor() or platform.machine()})"
+
+
+def probe_settings(config: dict[str, Any], index: Any, n_train: int) -> dict[str, Any]:
+    """What a batch-size pick depends on besides the hardware: the model, the input shape, the
+    classes, the candidate sizes and the training images (a pick made for others is not reused).
+
+    Args:
+        config: The validated config. index: The index table. n_train: Training images.
+    """
+    from imgclf.training.inputs import infer_channels
+
+    probe = config["batch_probe"]
+    return {"model": config["model"], "mixed_precision": config["train"]["mixed_precision"],
+            "input_shape": [*config["data"]["image_size"], infer_channels(index, config["data"]["channels"])],
+            "n_classes": int(index["label"].nunique()), "n_train": int(n_train), "sizes": list(probe["sizes"]),
+            "min_gain": probe["min_gain"], "min_steps_per_epoch": probe["min_steps_per_epoch"]}
+
+
+def kept_pick_mismatch(kept: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+    """None when a kept probe record fits ``wanted`` (:func:`probe_settings`), else what differs."""
+    before = kept.get("probed_for")
+    if not isinstance(before, dict) or "chosen" not in kept:
+        return "it records no settings"
+    differ = [key for key in sorted(set(before) | set(wanted)) if before.get(key) != wanted.get(key)]
+    return ", ".join(differ) or None
+

@@ -9,7 +9,9 @@ from typing import Any
 
 from imgclf.evaluate import check_seal as judge_seal
 from imgclf.evaluate import read_seal
-from imgclf.final.plan import decisions, fingerprint, tuned_config
+from imgclf.core.io import read_json
+from imgclf.final.plan import decisions, effective_settings, fingerprint, tuned_config
+from imgclf.training.files import resolve_batch_size
 
 #: What each seal status means, for the log.
 SEAL_STATUS = {"first": "not evaluated yet", "same": "sealed, decisions unchanged",
@@ -18,6 +20,7 @@ SEAL_STATUS = {"first": "not evaluated yet", "same": "sealed, decisions unchange
 
 def check_seal(config: dict[str, Any], seed: int, train: str | Path, val: str | Path,
                best_hyperparameters: str | Path | None, seal: str | Path, unseal_reason: str | None,
+               batch_size_file: str | Path | None, threads: int, pretrained_weights: str | Path | None,
                log: logging.Logger) -> dict[str, Any]:
     """Rule check_seal: before a final training starts (and replaces the previous model), refuse
     to retrain a model whose test metrics exist when the decisions behind it changed.
@@ -28,6 +31,9 @@ def check_seal(config: dict[str, Any], seed: int, train: str | Path, val: str | 
         best_hyperparameters: The tuning result (None without tuning).
         seal: The model's seal (absent before its first evaluation).
         unseal_reason: ``evaluation.unseal_reason``.
+        batch_size_file: The probe's record (with ``train.batch_size: auto``).
+        threads: The final training job's threads.
+        pretrained_weights: The weights stage's record (when the model starts from ImageNet weights).
         log: The job's logger.
 
     Returns:
@@ -37,7 +43,9 @@ def check_seal(config: dict[str, Any], seed: int, train: str | Path, val: str | 
         SealedTestError: The decisions changed and no unseal reason is given.
     """
     config, _ = tuned_config(config, best_hyperparameters)
-    current = decisions(config, train, val)
+    effective = effective_settings(config, resolve_batch_size(config["train"]["batch_size"], batch_size_file),
+                                   threads, read_json(pretrained_weights))
+    current = decisions(config, train, val, effective)
     event = judge_seal(read_seal(seal), current, unseal_reason, seed, "training")
     if event["status"] == "unsealed":
         log.warning("TEST SET UNSEALED for seed %d: decisions changed since its evaluation; reason given: %s",

@@ -86,16 +86,48 @@ def tuned_config(config: dict[str, Any], best_hyperparameters: str | Path | None
     return apply_tuning_result(config, best)
 
 
-def decisions(config: dict[str, Any], train_manifest: str | Path, val_manifest: str | Path) -> dict[str, Any]:
-    """What a final model was decided from: its training config and its manifests' hashes.
+def effective_settings(config: dict[str, Any], batch_size: int, threads: int,
+                       pretrained_record: dict[str, Any] | None) -> dict[str, Any]:
+    """What a final training uses beyond its config: the batch size it trains with (the
+    probe's pick under ``train.batch_size: auto``), its thread counts, and the sha256 of the
+    weights it starts from (the ImageNet file of the weights stage's record, or the file
+    ``model.weights`` names). Each is a sealed decision: a change is named, never silent.
+
+    Args:
+        config: The final training's config (tuning applied).
+        batch_size: The batch size resolved (:func:`imgclf.training.files.resolve_batch_size`).
+        threads: The job's intra-op threads (inter-op is pinned to 1).
+        pretrained_record: The weights stage's record (``weights.json``), when the run has one.
+    """
+    model = config["model"]
+    weights = str(model["weights"])
+    weights_sha256 = None
+    if weights == "imagenet":
+        files = (pretrained_record or {}).get("files", [])
+        weights_sha256 = next((f["sha256"] for f in files if f["architecture"] == model["architecture"]), None)
+    elif weights != "none" and Path(weights).is_file():
+        weights_sha256 = sha256_file(weights)
+    return {"batch_size": int(batch_size),
+            "batch_size_from": "probe" if config["train"]["batch_size"] == "auto" else "config",
+            "intra_op_threads": int(threads), "inter_op_threads": 1, "initial_weights_sha256": weights_sha256}
+
+
+def decisions(config: dict[str, Any], train_manifest: str | Path, val_manifest: str | Path,
+              effective: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a final model was decided from: its training config, its manifests' hashes and
+    the settings it actually trains with (:func:`effective_settings`).
 
     Only the training sections: validation fills every other section with its
     defaults, and a new key in a later stage's schema must not look like a
-    changed decision to the sealed test set.
+    changed decision to the sealed test set. The training adds ``resumed`` once it has run
+    (whether it continued from a resume state), which the evaluation's seal check compares too.
     """
-    return {"config": {key: config[key] for key in TRAINING_SECTIONS},
-            "train_manifest_sha256": sha256_file(train_manifest),
-            "val_manifest_sha256": sha256_file(val_manifest)}
+    record = {"config": {key: config[key] for key in TRAINING_SECTIONS},
+              "train_manifest_sha256": sha256_file(train_manifest),
+              "val_manifest_sha256": sha256_file(val_manifest)}
+    if effective is not None:
+        record["effective"] = effective
+    return record
 
 
 def fingerprint(record: dict[str, Any]) -> str:

@@ -13,12 +13,14 @@ from typing import Any
 
 from imgclf.carbon import track_emissions
 from imgclf.core import runtime
-from imgclf.final.plan import decisions, fingerprint, tuned_config
+from imgclf.core.io import read_json
+from imgclf.final.plan import decisions, effective_settings, fingerprint, tuned_config
 from imgclf.training.files import RunFiles, TrainingInputs, resolve_batch_size
 
 def final_train(config: dict[str, Any], seed: int, fold: int, inputs: TrainingInputs, files: RunFiles,
                 best_hyperparameters: str | Path | None, batch_size_file: str | Path | None, threads: int,
-                carbon: dict[str, Any], emissions: str | Path, log: logging.Logger) -> dict[str, Any]:
+                carbon: dict[str, Any], emissions: str | Path, log: logging.Logger,
+                pretrained_weights: str | Path | None = None) -> dict[str, Any]:
     """Rule final_train: the chosen configuration trained once with this seed.
 
     Args:
@@ -29,6 +31,7 @@ def final_train(config: dict[str, Any], seed: int, fold: int, inputs: TrainingIn
         batch_size_file: The probe's record (with ``train.batch_size: auto``).
         threads, carbon, emissions: The job's threads, the carbon settings, its emissions record.
         log: The job's logger.
+        pretrained_weights: The weights stage's record (when the model starts from ImageNet weights).
 
     Returns:
         ``curves``, ``weight_histograms`` and ``metrics`` (last).
@@ -41,8 +44,15 @@ def final_train(config: dict[str, Any], seed: int, fold: int, inputs: TrainingIn
         batch_size = resolve_batch_size(config["train"]["batch_size"], batch_size_file)
         log.info("seed %d on fold %d, batch size %d, up to %d epochs; tuned values: %s", seed, fold, batch_size,
                  config["train"]["epochs"], applied or "none (tuning disabled)")
-        record = decisions(config, inputs.train_manifest, inputs.val_manifest)
+        if config["train"]["batch_size"] == "auto":
+            log.warning("train.batch_size is auto: batch size %d was picked by timing (%s); these results depend "
+                        "on the hardware that probed. Set train.batch_size: %d to make that explicit",
+                        batch_size, batch_size_file, batch_size)
+        effective = effective_settings(config, batch_size, threads, read_json(pretrained_weights))
+        record = decisions(config, inputs.train_manifest, inputs.val_manifest, effective)
         metrics = run_training(config, inputs, files, batch_size, log)
+    # Whether this model continued from a resume state is a decision behind it, known only now.
+    record["resumed"] = metrics.get("resumed")
     metrics.update(seed=seed, fold=fold, applied=applied, decisions=record, decisions_sha256=fingerprint(record),
                    runtime=settings)
     return run_outputs(metrics, files, f"final seed {seed} (fold {fold})", f"seed {seed}", log)

@@ -24,7 +24,7 @@ import pandas as pd
 from imgclf.monitor import drift
 from imgclf.core.errors import DataValidationError, ImgclfError
 from imgclf.core.findings import Finding, format_finding
-from imgclf.data import IMAGE_EXTENSIONS, InspectOptions
+from imgclf.data import IMAGE_EXTENSIONS, InspectOptions, file_kind, non_regular_mode, not_regular_detail
 from imgclf.data import Rejected, read_user_csv, list_image_folder, list_manifest
 from imgclf.data import FILE_PROBLEMS, ProgressCallback, ValidationOptions, inspect_files
 
@@ -82,13 +82,20 @@ def list_batch(name: str, settings: dict[str, Any]) -> Batch:
             listing = list_image_folder(path)
             batch = Batch(name, "class folders", path, listing.entries, True, listing.rejected, listing.findings)
         else:
+            # A FIFO, socket or device named like an image is a bad file, never opened.
+            modes = {p.name: non_regular_mode(p) for p in children if p.suffix.lower() in IMAGE_EXTENSIONS}
+            rejected = [Rejected(n, "not_a_regular_file", not_regular_detail(n, mode))
+                        for n, mode in sorted(modes.items()) if mode is not None]
             entries = pd.DataFrame({"path": sorted(p.name for p in images), "label": pd.NA})
             ignored = sorted(p.name for p in children if p.is_file() and p not in images)
             findings = [Finding("non_image_file", "warning",
                                 f"{len(ignored)} file(s) without an image extension were ignored", files=ignored,
                                 hint="remove them from the batch folder, or rename them if they are images")
                         ] if ignored else []
-            batch = Batch(name, "flat folder", path, entries, False, [], findings)
+            batch = Batch(name, "flat folder", path, entries, False, rejected, findings)
+    elif (mode := non_regular_mode(path)) is not None:
+        raise ImgclfError(f"batch {name!r}: {path} is {file_kind(mode)}, neither a folder of images nor a "
+                          "CSV manifest; it was not opened", f"set {key} to a folder of images or a CSV manifest")
     else:
         raise ImgclfError(f"batch {name!r}: {path} does not exist",
                           f"set {key} to a folder of images or a CSV manifest")

@@ -47,18 +47,20 @@ def report_galleries(train: str | Path, predictions: Sequence[str], deployed: st
 
 
 def report_html(inputs: Mapping[str, Any], config: dict[str, Any], workflow_dir: str | Path,
-                log: logging.Logger) -> dict[str, Any]:
+                log: logging.Logger, config_origin: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rule report_html: the whole run as one self-contained HTML page.
 
     Args:
         inputs: Every file the page shows, by name (single paths, or lists in study or seed order).
         config: The validated config. workflow_dir: The workflow's folder (its git commit is shown).
         log: The job's logger.
+        config_origin: The config files and the keys they set (the rest are the schema's defaults).
 
     Returns:
-        ``environment`` (packages, hardware, git state) and ``html``.
+        ``environment`` (packages, hardware, git state, the config's origin) and ``html``.
     """
-    environment = {"packages": package_versions(), "hardware": hardware(), "git": git_state(workflow_dir)}
+    environment = {"packages": package_versions(), "hardware": hardware(), "git": git_state(workflow_dir),
+                   "config_origin": config_origin}
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     page = build_report(inputs, config, environment, generated)
     log.info("report: %.0f kB", len(page) / 1024)
@@ -67,15 +69,17 @@ def report_html(inputs: Mapping[str, Any], config: dict[str, Any], workflow_dir:
 
 def reproducibility_record(config: dict[str, Any], index: str | Path, manifests: Sequence[str],
                            finals: Sequence[str], evaluations: Sequence[str], workflow_dir: str | Path,
-                           log: logging.Logger) -> dict[str, Any]:
+                           log: logging.Logger, config_origin: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rule reproducibility_record: config and its hash, seeds, manifests' hashes, determinism
-    settings, packages, hardware and the git commit (what a reviewer needs to rerun the run).
+    settings, packages, hardware and the git commit (what a reviewer needs to rerun the run), and
+    where the config came from with the keys it set (``config_origin``).
 
     Returns:
         ``record``.
     """
     record = build_record(config, [index, *manifests], [read_json(p) for p in finals],
                           [read_json(p) for p in evaluations], workflow_dir)
+    record["config_origin"] = config_origin
     log.info("config %s, %d manifests, git %s", record["config_sha256"][:12], len(record["manifests_sha256"]),
              (record["git"].get("commit") or "none")[:12])
     return {"record": record}

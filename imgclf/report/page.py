@@ -96,8 +96,15 @@ def _summary(ctx: dict[str, Any]) -> str:
 
 def _config(ctx: dict[str, Any]) -> str:
     config = ctx["config"]
+    origin = ctx["environment"].get("config_origin") or {}
+    origin_line = ""
+    if origin:
+        keys = origin.get("keys_set") or []
+        origin_line = (f"<p>Read from {esc(origin.get('files'))}, which sets {len(keys)} keys: "
+                       f"<code>{esc(', '.join(keys) or 'none')}</code>. Every other key takes the schema's "
+                       "default (see the whole configuration below).</p>")
     return (f"<p>SHA-256 of the validated configuration (canonical JSON): <code>{config_hash(config)}</code>. "
-            f"Seed {esc(config['seed'])}; final seeds {esc(', '.join(map(str, ctx['seeds'])))}.</p>"
+            f"Seed {esc(config['seed'])}; final seeds {esc(', '.join(map(str, ctx['seeds'])))}.</p>{origin_line}"
             f"<details><summary>The whole configuration, defaults filled in</summary><pre>"
             f"{esc(yaml.safe_dump(config, sort_keys=False))}</pre></details>")
 

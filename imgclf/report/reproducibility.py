@@ -27,6 +27,12 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
     hashes = {str(p): sha256_file(p) for p in manifests}
     tests = sorted({e["test_manifest_sha256"] for e in evaluations})
     runtime = finals[0].get("runtime", {}) if finals else {}
+    effective = {str(f["seed"]): (f.get("decisions") or {}).get("effective") or {} for f in finals}
+    probed = any(e.get("batch_size_from") == "probe" for e in effective.values())
+    note = "same config and seed on CPU with these settings give identical weights"
+    if probed:
+        note += ("; the batch size was picked by timing on the hardware that probed (batch_probe.record): "
+                 "these results depend on that pick, which reruns reuse from that file")
     return {
         "config": config,
         "config_sha256": config_sha256(config),
@@ -39,7 +45,10 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
         "determinism": {"op_determinism": runtime.get("op_determinism"),
                         "intra_op_threads": runtime.get("intra_op_threads"),
                         "inter_op_threads": runtime.get("inter_op_threads"),
-                        "note": "same config and seed on CPU with these settings give identical weights"},
+                        "batch_size": {seed: e.get("batch_size") for seed, e in effective.items()},
+                        "batch_size_from": "probe" if probed else "config",
+                        "resumed": {str(f["seed"]): f.get("resumed") for f in finals},
+                        "note": note},
         # Where each final model was trained (its job's record), and where this record was made.
         "training": {str(f["seed"]): {k: f.get("runtime", {}).get(k) for k in
                                       ("host", "cpu", "gpus", "tensorflow", "keras", "numpy", "cuda_visible_devices")}

@@ -10,6 +10,29 @@ from imgclf.core.io import read_index, sha256_file
 from imgclf.split.folds import SplitOptions, make_split
 
 
+def check_surviving_classes(config: dict[str, Any], classes: list[str], index: str | Path) -> None:
+    """The checks that name classes (targets, audit, objectives), against the classes left after
+    validation: a class whose every image was dropped as bad stops the run here, before any
+    training, not after every training at the evaluation.
+
+    Raises:
+        ConfigError: Naming the key, the class, and where validation says what was dropped.
+    """
+    from imgclf.audit import check_audit
+    from imgclf.core.errors import ConfigError
+    from imgclf.core.objectives import check_objectives
+    from imgclf.final import check_final
+
+    try:
+        check_final(config, classes)
+        check_audit(config, classes)
+        check_objectives(config, classes)
+    except ConfigError as error:
+        raise ConfigError(f"{error.message}; these are the classes with usable images in {index}, after "
+                          "validation (results/data/validation.md names every file it dropped and why)",
+                          error.hint) from None
+
+
 def split_data(config: dict[str, Any], index: str | Path, sealed_test: str | Path | None,
                log: logging.Logger) -> dict[str, Any]:
     """Rule split_data: the sealed test set and the K train/validation folds, from the index.
@@ -25,8 +48,10 @@ def split_data(config: dict[str, Any], index: str | Path, sealed_test: str | Pat
         ``test``, ``train`` and ``val`` (one table per fold) and ``summary`` (last: its presence
         marks a complete split).
     """
+    table = read_index(index)
+    check_surviving_classes(config, sorted(table["label"].astype(str).unique()), index)
     sealed = read_index(sealed_test) if sealed_test else None
-    split = make_split(read_index(index), SplitOptions.from_config(config), sealed)
+    split = make_split(table, SplitOptions.from_config(config), sealed)
     for warning in split.warnings:
         log.warning("%s", warning)
     summary = dict(split.summary, index_sha256=sha256_file(index))

@@ -7,6 +7,12 @@ reduction, best checkpoint, history, weight samples) are saved to a resume
 folder, atomically. A rerun with the same settings continues from the last
 finished epoch, in whichever phase it was; a rerun with other settings
 starts afresh. The folder is removed when the run completes.
+
+The state's ``state.json`` records the sha256 of every other file of the
+folder, and is written last: a state whose files are missing, truncated or
+changed (a kill mid-write, a full disk, a hand edit), or that cannot be
+loaded, is reported with a warning, removed, and the run starts afresh
+(:class:`CorruptResumeState`); the run's result says so (``resume_discarded``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -26,7 +33,7 @@ import pandas as pd
 
 from imgclf.core.errors import ImgclfError
 from imgclf.core.objectives import direction, monitor_of
-from imgclf.core.io import write_csv, write_json
+from imgclf.core.io import atomic_write_text, sha256_file, write_csv
 from imgclf.training.features import FeatureSource, feature_datasets, head_model
 from imgclf.training.files import RunFiles  # noqa: F401  (re-exported: the loop's own type)
 from imgclf.training.models import freeze_backbone, get_backbone, unfreeze_top, weight_layers
@@ -67,6 +74,10 @@ class RunResult:
     message: str = ""
     phases: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # Where the run resumed from ({"from_epoch": N, "phase": P}), None when it started afresh.
+    resumed: dict[str, int] | None = None
+    # Why a resume state was thrown away (corrupt or partial), None when none was.
+    resume_discarded: str | None = None
 
 
 class _FiniteLoss(keras.callbacks.Callback):
@@ -202,8 +213,29 @@ def settings_fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+#: The files of a resume state besides ``state.json``, whose sha256 it records.
+RESUME_FILES = ("model.keras", "weights.npz")
+#: The resume state's copy of the best checkpoint (``files.best_weights``), once there is one:
+#: restored on resume, so that the checkpoint always belongs to the state's best epoch.
+BEST_COPY = "best.weights.h5"
+
+
+class CorruptResumeState(Exception):
+    """A resume state that cannot be trusted: a file missing, truncated, changed or unreadable."""
+
+
+def _fsync_file(path: Any) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def save_resume_state(files: RunFiles, model: keras.Model, state: dict[str, Any], fingerprint: str) -> None:
-    """Save model and state to ``files.resume_dir`` (a new folder swapped in)."""
+    """Save model and state to ``files.resume_dir`` (a new folder swapped in).
+
+    ``state.json`` is written last, atomically (a temporary file and a rename), with the sha256
+    of each other file (:data:`RESUME_FILES`, and :data:`BEST_COPY`, a copy of the best
+    checkpoint): :func:`load_resume_state` checks them before loading.
+    """
     parent = files.resume_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = parent / f".{files.resume_dir.name}.tmp"
@@ -212,8 +244,18 @@ def save_resume_state(files: RunFiles, model: keras.Model, state: dict[str, Any]
     model.save(staging / "model.keras")
     arrays = {k.replace("/", "|"): v for k, v in state["weights"].items()}
     np.savez(staging / "weights.npz", **arrays)
+    names = list(RESUME_FILES)
+    if state["best_epoch"] is not None and files.best_weights.is_file():
+        shutil.copyfile(files.best_weights, staging / BEST_COPY)
+        names.append(BEST_COPY)
+    checksums = {}
+    for name in names:
+        _fsync_file(staging / name)  # on disk before the state that vouches for them
+        checksums[name] = sha256_file(staging / name)
     meta = {k: v for k, v in state.items() if k != "weights"}
-    write_json(staging / "state.json", {"fingerprint": fingerprint, **meta})
+    atomic_write_text(staging / "state.json",
+                      json.dumps({"fingerprint": fingerprint, "checksums": checksums, **meta},
+                                 indent=2, sort_keys=True, ensure_ascii=False) + "\n", fsync=True)
     old = parent / f".{files.resume_dir.name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if files.resume_dir.exists():
@@ -223,18 +265,85 @@ def save_resume_state(files: RunFiles, model: keras.Model, state: dict[str, Any]
 
 
 def load_resume_state(files: RunFiles, fingerprint: str) -> tuple[keras.Model, dict[str, Any]] | None:
-    """The saved model and state, if they exist and match ``fingerprint``."""
-    path = files.resume_dir / "state.json"
+    """The saved model and state, if they exist and match ``fingerprint``.
+
+    A state saved with other settings is removed (None: the run starts afresh).
+
+    Raises:
+        CorruptResumeState: The folder exists but its state is partial or corrupt: ``state.json``
+            missing or unreadable, a file missing or not matching the sha256 recorded when the
+            state was saved, or a file that fails to load. The message says what was wrong.
+    """
+    folder = files.resume_dir
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise CorruptResumeState(f"{folder} is not a folder")
+    path = folder / "state.json"
     if not path.is_file():
-        return None
-    state = json.loads(path.read_text())
+        raise CorruptResumeState("state.json is missing")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CorruptResumeState(f"state.json cannot be read ({exc})") from None
+    if not isinstance(state, dict):
+        raise CorruptResumeState("state.json does not hold a state (not a JSON object)")
     if state.pop("fingerprint", None) != fingerprint:
-        shutil.rmtree(files.resume_dir, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         return None
-    model = keras.models.load_model(files.resume_dir / "model.keras")
-    with np.load(files.resume_dir / "weights.npz") as arrays:
-        state["weights"] = {k.replace("|", "/"): arrays[k] for k in arrays.files}
+    lacking = sorted(set(_fresh_state()) - {"weights"} - set(state))  # the weights are in weights.npz
+    if lacking:
+        raise CorruptResumeState(f"state.json lacks {', '.join(lacking)}")
+    checksums = state.pop("checksums", None)  # absent from states saved by older versions
+    if checksums is not None and not isinstance(checksums, dict):
+        raise CorruptResumeState("state.json's checksums are not a mapping")
+    for name in dict.fromkeys([*RESUME_FILES, *(checksums or {})]):
+        if not (folder / name).is_file():
+            raise CorruptResumeState(f"{name} is missing")
+        if checksums is None:
+            continue
+        expected = checksums.get(name)
+        if expected is None:
+            raise CorruptResumeState(f"state.json records no checksum for {name}")
+        size = (folder / name).stat().st_size
+        if sha256_file(folder / name) != expected:
+            raise CorruptResumeState(f"{name} ({size:,} bytes) does not match the sha256 recorded when the "
+                                     "state was saved (truncated or changed)")
+    try:
+        model = keras.models.load_model(folder / "model.keras")
+    except Exception as exc:  # Keras raises many kinds (ValueError "File not found", zip errors...)
+        raise CorruptResumeState(f"model.keras cannot be loaded ({type(exc).__name__}: {exc})") from None
+    try:
+        with np.load(folder / "weights.npz") as arrays:
+            state["weights"] = {k.replace("|", "/"): arrays[k] for k in arrays.files}
+    except Exception as exc:  # zip and pickle errors of a damaged file
+        raise CorruptResumeState(f"weights.npz cannot be loaded ({type(exc).__name__}: {exc})") from None
+    if (folder / BEST_COPY).is_file():
+        # The checkpoint of the state's best epoch: the one beside it may be a later epoch's, saved
+        # after this state (or cut short) by the interrupted attempt.
+        staged = files.best_weights.with_name(f".{files.best_weights.name}.resume.tmp")
+        shutil.copyfile(folder / BEST_COPY, staged)
+        os.replace(staged, files.best_weights)
+    elif state["best_epoch"] is None:
+        files.best_weights.unlink(missing_ok=True)
     return model, state
+
+
+def _restore(files: RunFiles, fingerprint: str, log: Any
+             ) -> tuple[tuple[keras.Model, dict[str, Any]] | None, str | None]:
+    """:func:`load_resume_state`, a corrupt state logged and removed: (restored or None, why discarded)."""
+    try:
+        return load_resume_state(files, fingerprint), None
+    except CorruptResumeState as exc:
+        reason = str(exc)
+    shutil.rmtree(files.resume_dir, ignore_errors=True)
+    message = (f"corrupt or partial resume state in {files.resume_dir}: {reason}; it was removed and the "
+               "training starts afresh from epoch 1")
+    if log:
+        log.warning("%s", message)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return None, reason
 
 
 def train(
@@ -276,13 +385,18 @@ def train(
     """
     started = time.monotonic()
     fingerprint = settings_fingerprint(settings)
-    restored = load_resume_state(files, fingerprint)
+    restored, discarded = _restore(files, fingerprint, log)
+    resumed = None
     if restored is not None:
         model, state = restored
+        resumed = {"from_epoch": int(state["epoch"]), "phase": int(state["phase"])}
         if log:
             log.info("resuming from epoch %d (phase %d)", state["epoch"], state["phase"])
     else:
         shutil.rmtree(files.resume_dir, ignore_errors=True)
+        # A fresh run owes nothing to an earlier attempt: its best checkpoint would otherwise be
+        # taken back at the end should this run never improve on nothing (a diverged first epoch).
+        files.best_weights.unlink(missing_ok=True)
         model, state = build(), _fresh_state()
     monitor = monitor_of(train_config)
     mode = direction(monitor)
@@ -390,5 +504,5 @@ def train(
         message = ""
         status = "early_stopped" if stopped_early else "completed"
     result = RunResult(history, status, state["best_epoch"], state["best_value"], monitor, message,
-                       phase_log, time.monotonic() - started)
+                       phase_log, time.monotonic() - started, resumed, discarded)
     return model, result

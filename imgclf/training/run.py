@@ -35,7 +35,9 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
 
     Returns:
         A JSON-ready dict: status, best epoch and value, the monitored and
-        objective metrics at the best epoch, epochs run, timings, settings.
+        objective metrics at the best epoch, epochs run, whether the run resumed
+        (``resumed``) or threw a corrupt resume state away (``resume_discarded``),
+        timings, settings.
 
     Raises:
         ImgclfError: Bad manifests (missing or changed images), unusable model settings,
@@ -98,6 +100,11 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
         "at_best_epoch": {k: float(v) for k, v in best_row.items() if isinstance(v, (int, float, np.floating))},
         "epochs_run": int(len(history)),
         "phases": result.phases,
+        # Whether this run continued an interrupted one ({"from_epoch": N, "phase": P}) or started
+        # afresh (None): a resumed run is not bit-identical to an uninterrupted one.
+        "resumed": result.resumed,
+        # Why a corrupt or partial resume state was thrown away (the run then started afresh), or None.
+        "resume_discarded": result.resume_discarded,
         "seconds": round(result.seconds, 2),
         "batch_size": batch_size,
         "image_size": list(image_size),

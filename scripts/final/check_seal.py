@@ -15,4 +15,5 @@ with job(sm.log[0], f"check_seal seed {seed}") as log:
     # The unseal reason is read from the config, not a param: setting it must not retrain anything.
     write_outputs(sm.output, check_seal(sm.params.config, seed, sm.input.train, sm.input.val,
                                         sm.input.get("best_hyperparameters"), sm.params.seal,
-                                        sm.config["evaluation"]["unseal_reason"], log))
+                                        sm.config["evaluation"]["unseal_reason"], sm.input.get("batch_size"),
+                                        sm.params.threads, sm.input.get("pretrained_weights"), log))

@@ -16,4 +16,4 @@ with job(sm.log[0], f"final_train seed {seed}") as log:
     write_outputs(sm.output, final_train(
         sm.params.config, seed, sm.params.fold, TrainingInputs.of(sm.input), RunFiles.of(sm.output, sm.params),
         sm.input.get("best_hyperparameters"), sm.input.get("batch_size"), sm.threads, sm.config["carbon"],
-        sm.params.emissions, log))
+        sm.params.emissions, log, sm.input.get("pretrained_weights")))

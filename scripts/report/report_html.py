@@ -11,4 +11,5 @@ from imgclf.report import report_html  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with job(sm.log[0], "report_html") as log:
-    write_outputs(sm.output, report_html(dict(sm.input.items()), sm.params.config, sm.params.workflow_dir, log))
+    write_outputs(sm.output, report_html(dict(sm.input.items()), sm.params.config, sm.params.workflow_dir, log,
+                                               sm.params.config_origin))

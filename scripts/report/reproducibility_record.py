@@ -13,4 +13,4 @@ sm = snakemake  # noqa: F821
 with job(sm.log[0], "reproducibility_record") as log:
     write_outputs(sm.output, reproducibility_record(sm.params.config, sm.input.index, sm.input.manifests,
                                                     sm.input.finals, sm.input.evaluations,
-                                                    sm.params.workflow_dir, log))
+                                                    sm.params.workflow_dir, log, sm.params.config_origin))

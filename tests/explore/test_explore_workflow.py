@@ -36,7 +36,18 @@ def test_exploration_study_runs_end_to_end(tmp_path):
         assert not (study / point / "resume").exists()
     assert (study / "best_curves.png").is_file() and (study / "objective.png").is_file()
     assert "Which optimizer?" in (study / "summary.md").read_text()
-    assert json.loads((tmp_path / "results/explore/batch_size.json").read_text())["chosen"] in (16, 32)
+    probed = json.loads((tmp_path / "results/explore/batch_size.json").read_text())
+    assert probed["chosen"] in (16, 32) and probed["hardware_dependent"] is True
+    # The pick is kept (batch_probe.record) and reused, never measured again: a rerun of the probe on
+    # a loaded machine cannot pick another size.
+    kept = tmp_path / "config" / "batch_size.json"
+    assert json.loads(kept.read_text())["chosen"] == probed["chosen"]
+    again = run_snakemake(tmp_path, "results/explore/batch_size.json", "--configfile", str(config),
+                          "--forcerun", "probe_batch_size", "--allowed-rules", "probe_batch_size")
+    assert again.returncode == 0, again.stderr[-3000:]
+    reused = json.loads((tmp_path / "results/explore/batch_size.json").read_text())
+    assert reused["chosen"] == probed["chosen"] and reused["reused_from"] == "config/batch_size.json"
+    assert "reusing batch size" in (tmp_path / "logs/explore/probe_batch_size.log").read_text()
 
 
 def test_bad_study_and_model_settings_stop_before_any_job(tmp_path):

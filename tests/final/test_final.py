@@ -7,8 +7,8 @@ import pytest
 
 from imgclf.core.config import validate_config
 from imgclf.core.errors import ConfigError
-from imgclf.final.plan import (apply_tuning_result, check_final, decisions, final_fold, final_seeds, fingerprint,
-                               training_config, tuned_config)
+from imgclf.final.plan import (apply_tuning_result, check_final, decisions, effective_settings, final_fold,
+                               final_seeds, fingerprint, training_config, tuned_config)
 
 
 def config(**sections):
@@ -109,13 +109,59 @@ def test_the_seal_check_job_passes_a_first_or_unchanged_training_and_refuses_a_c
     train.write_text("path,sha256,label,group\na.png,1,a,a.png\n")
     val.write_text("path,sha256,label,group\nb.png,2,a,b.png\n")
     base = training_config(config(), 42)
-    first = check_seal(base, 42, train, val, None, seal, None, log)["check"]
-    assert first["status"] == "first" and first["decisions_sha256"] == fingerprint(decisions(base, train, val))
-    current = {**decisions(base, train, val), "test_manifest_sha256": "t"}
+    first = check_seal(base, 42, train, val, None, seal, None, None, 1, None, log)["check"]
+    effective = effective_settings(base, 32, 1, None)
+    assert first["status"] == "first"
+    assert first["decisions_sha256"] == fingerprint(decisions(base, train, val, effective))
+    current = {**decisions(base, train, val, effective), "resumed": None, "test_manifest_sha256": "t"}
     record_evaluation(seal, tmp_path / "seal" / "events.jsonl", 42, current, {**first, "changes": []},
                       {"accuracy": 0.9})
-    assert check_seal(base, 42, train, val, None, seal, None, log)["check"]["status"] == "same"
+    assert check_seal(base, 42, train, val, None, seal, None, None, 1, None, log)["check"]["status"] == "same"
     longer = {**base, "train": {**base["train"], "epochs": 11}}
     with pytest.raises(SealedTestError, match="config.train.epochs: 10 -> 11"):
-        check_seal(longer, 42, train, val, None, seal, None, log)
-    assert check_seal(longer, 42, train, val, None, seal, "asked", log)["check"]["status"] == "unsealed"
+        check_seal(longer, 42, train, val, None, seal, None, None, 1, None, log)
+    assert check_seal(longer, 42, train, val, None, seal, "asked", None, 1, None, log)["check"]["status"] == "unsealed"
+    # What the training actually uses is sealed too: another thread count is named.
+    with pytest.raises(SealedTestError, match="effective.intra_op_threads: 1 -> 4"):
+        check_seal(base, 42, train, val, None, seal, None, None, 4, None, log)
+
+
+def test_a_probed_batch_size_that_changes_breaks_the_seal_loudly(tmp_path):
+    """The probe's pick is a sealed decision: a rerun of the probe that picks another size (a
+    loaded machine) stops the retraining instead of passing as 'decisions unchanged'."""
+    import logging
+
+    from imgclf.evaluate.seal import SealedTestError, record_evaluation
+    from imgclf.final import check_seal
+
+    log = logging.getLogger("test.final")
+    train, val, seal = tmp_path / "train.csv", tmp_path / "val.csv", tmp_path / "seal" / "seed_42.json"
+    train.write_text("path,sha256,label,group\na.png,1,a,a.png\n")
+    val.write_text("path,sha256,label,group\nb.png,2,a,b.png\n")
+    probe = tmp_path / "batch_size.json"
+    probe.write_text(json.dumps({"chosen": 32}))
+    auto = training_config(config(train={"batch_size": "auto"}), 42)
+    first = check_seal(auto, 42, train, val, None, seal, None, probe, 1, None, log)["check"]
+    current = {**decisions(auto, train, val, effective_settings(auto, 32, 1, None)), "test_manifest_sha256": "t"}
+    assert current["effective"]["batch_size"] == 32 and current["effective"]["batch_size_from"] == "probe"
+    record_evaluation(seal, tmp_path / "seal" / "events.jsonl", 42, current, {**first, "changes": []},
+                      {"accuracy": 0.9})
+    assert check_seal(auto, 42, train, val, None, seal, None, probe, 1, None, log)["check"]["status"] == "same"
+    probe.write_text(json.dumps({"chosen": 16}))
+    with pytest.raises(SealedTestError, match="effective.batch_size: 32 -> 16"):
+        check_seal(auto, 42, train, val, None, seal, None, probe, 1, None, log)
+
+
+def test_effective_settings_record_the_initial_weights_file(tmp_path):
+    imagenet = training_config(config(data={"image_size": [32, 32]},
+                                      model={"architecture": "efficientnet_lite0", "weights": "imagenet"}), 1)
+    record = {"files": [{"architecture": "efficientnet_lite0", "sha256": "abc"}]}
+    assert effective_settings(imagenet, 16, 2, record)["initial_weights_sha256"] == "abc"
+    assert effective_settings(training_config(config(), 1), 16, 2, None)["initial_weights_sha256"] is None
+    own = tmp_path / "mine.weights.h5"
+    own.write_bytes(b"weights")
+    mine = training_config(config(data={"image_size": [32, 32]},
+                                  model={"architecture": "efficientnet_lite0", "weights": str(own)}), 1)
+    import hashlib
+
+    assert effective_settings(mine, 16, 2, None)["initial_weights_sha256"] == hashlib.sha256(b"weights").hexdigest()
