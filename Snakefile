@@ -25,6 +25,7 @@ from imgclf.pipeline import (
     check_config_against_classes,
     check_results_have_records,
     expand_paths,
+    record_adoption,
 )
 
 #: The demo's config (the embedded digits): the config only when no --configfile is given. A
@@ -71,11 +72,15 @@ try:
     check_config(config, test_manifest=TEST_MANIFEST)
     # Pulled results: adopted by --touch (make restamp); DVC's stages and --forceall (dvc.yaml's
     # generation) force their jobs anyway.
+    touching = bool({"--touch", "-t"} & set(sys.argv))
     check_results_have_records(
         adopting=not workflow.is_main_process
-        or bool({"--touch", "-t", "--forceall", "-F"} & set(sys.argv))
+        or touching
+        or bool({"--forceall", "-F"} & set(sys.argv))
         or os.environ.get("IMGCLF_DVC_STAGE") == "1",
     )
+    if touching and workflow.is_main_process and not {"-n", "--dry-run", "--dryrun"} & set(sys.argv):
+        record_adoption()
 except ImgclfError as error:
     sys.exit(f"imgclf: {error}")
 

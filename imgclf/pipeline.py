@@ -183,15 +183,26 @@ def check_config_against_classes(config: dict[str, Any], class_names: list[str] 
 #: Outputs every run makes first: present without Snakemake's record of the job that made them,
 #: the results were pulled (``dvc pull``) or copied into this folder.
 FIRST_OUTPUTS = ("results/data/index.csv", "results/split/split.json")
+#: Written by ``snakemake --touch`` (make restamp): the hashes of the first outputs it adopted
+#: (Snakemake's touch leaves no job records of its own).
+ADOPTED_RECORD = ".snakemake/imgclf_adopted.json"
+
+
+def _first_outputs_sha256(base: Any, outputs: tuple[str, ...]) -> dict[str, str]:
+    from imgclf.core.io import sha256_file
+
+    return {output: sha256_file(base / output) for output in outputs if (base / output).is_file()}
 
 
 def outputs_without_records(workdir: str | os.PathLike = ".", outputs: tuple[str, ...] = FIRST_OUTPUTS) -> list[str]:
     """The outputs present in ``workdir`` that Snakemake has no record of (neither finished,
-    in ``.snakemake/metadata``, nor started, in ``.snakemake/incomplete``).
+    in ``.snakemake/metadata``, nor started, in ``.snakemake/incomplete``) and that were not
+    adopted as they are now (:data:`ADOPTED_RECORD`).
 
     Snakemake plans every job again for such files (it cannot know their params or code), which
     would retrain every model and evaluate the sealed test set again.
     """
+    import json
     from base64 import urlsafe_b64encode
     from pathlib import Path
 
@@ -203,7 +214,26 @@ def outputs_without_records(workdir: str | os.PathLike = ".", outputs: tuple[str
         name = urlsafe_b64encode(output.encode()).decode()
         if not any((base / ".snakemake" / kind / name).exists() for kind in ("metadata", "incomplete")):
             missing.append(output)
+    if missing and (base / ADOPTED_RECORD).is_file():
+        try:
+            adopted = json.loads((base / ADOPTED_RECORD).read_text(encoding="utf-8"))
+        except ValueError:
+            adopted = None
+        if adopted == _first_outputs_sha256(base, outputs):
+            return []
     return missing
+
+
+def record_adoption(workdir: str | os.PathLike = ".", outputs: tuple[str, ...] = FIRST_OUTPUTS) -> None:
+    """Note that ``snakemake --touch`` adopted the results as they are (their first outputs' hashes)."""
+    from pathlib import Path
+
+    from imgclf.core.io import write_json
+
+    base = Path(workdir)
+    hashes = _first_outputs_sha256(base, outputs)
+    if hashes:
+        write_json(base / ADOPTED_RECORD, hashes)
 
 
 def check_results_have_records(workdir: str | os.PathLike = ".", adopting: bool = False) -> None:

@@ -296,6 +296,10 @@ def environment_notes(workdir: Path) -> list[Check]:
     if trained.get("gpus"):
         changed.append(f"the final models were trained on GPU ({', '.join(trained['gpus'])}): a retraining on this "
                        "machine's " + ("GPU" if machine["gpus"] else "CPU") + " can differ")
+    resumed = {seed: how for seed, how in ((record.get("determinism") or {}).get("resumed") or {}).items() if how}
+    if resumed:
+        changed.append("the final trainings of seeds " + ", ".join(resumed) + " resumed after an interruption "
+                       "(a retraining of them differs slightly)")
     commit = (record.get("git") or {}).get("commit")
     detail = "; ".join(changed) if changed else "same package versions and CPU model as recorded"
     return [Check(NOTE, "environment", detail + (f"; results made at commit {commit[:12]}" if commit else ""))]

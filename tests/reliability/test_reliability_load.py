@@ -114,3 +114,18 @@ def test_a_target_on_a_class_that_lost_every_image_stops_before_any_training(tmp
     report = (tmp_path / "results/data/validation.md").read_text()
     assert "class_emptied" in report and "'fox' (3 bad file(s))" in report
     assert not (tmp_path / "results/final").exists()
+
+
+def test_results_adopted_by_touch_are_recognised_until_they_change(tmp_path):
+    """`snakemake --touch` leaves no job records: the adoption is noted with the first outputs'
+    hashes, and results pulled again (other content) are recognised as unrecorded again."""
+    from imgclf.pipeline import outputs_without_records, record_adoption
+
+    index = tmp_path / "results/data/index.csv"
+    index.parent.mkdir(parents=True)
+    index.write_text("path,sha256,label\n")
+    assert outputs_without_records(tmp_path) == ["results/data/index.csv"]
+    record_adoption(tmp_path)
+    assert outputs_without_records(tmp_path) == []
+    index.write_text("path,sha256,label\na.png,1,a\n")
+    assert outputs_without_records(tmp_path) == ["results/data/index.csv"]

@@ -174,7 +174,7 @@ def test_a_config_that_names_only_its_data_folder_runs_to_the_test_evaluation(tm
     assert jobs_run(result.stderr) >= {"validate_data", "split_data", "final_train", "evaluate_model"}
     assert not jobs_run(result.stderr) & {"explore_point", "tune_search", "probe_batch_size"}
     summary = json.loads((tmp_path / "results/evaluate/summary.json").read_text())
-    assert summary["n_seeds"] == 5
+    assert summary["seeds"] == [42, 43, 44, 45, 46]
     metrics = json.loads((tmp_path / "results/final/seed_42/metrics.json").read_text())
     assert metrics["decisions"]["effective"] == {"batch_size": 32, "batch_size_from": "config",
                                                  "intra_op_threads": 1, "inter_op_threads": 1,

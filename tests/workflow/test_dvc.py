@@ -199,7 +199,10 @@ def test_push_delete_pull_then_verify_finds_everything_matching(project):
     dvc(repo, "pull", "-q")
     assert (repo / "results/evaluate/deployed/model.keras").is_file()
     assert stages_run(dvc(repo, "repro").stdout) == []
-    # Snakemake never ran in this folder: `make restamp` marks the pulled results up to date.
+    # Snakemake never ran in this folder: planning stops and names the command that adopts the
+    # pulled results (instead of retraining every model), and `make restamp` adopts them.
+    planned = sh(repo, str(BIN / "snakemake"), "-n", check=False)
+    assert planned.returncode != 0 and "make restamp" in planned.stderr, planned.stderr[-2000:]
     sh(repo, str(BIN / "snakemake"), "--touch", "--cores", "1")
     dry = sh(repo, str(BIN / "snakemake"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
