@@ -163,7 +163,7 @@ def check_config(config: dict[str, Any], test_manifest: str) -> None:
 
 def check_config_against_classes(config: dict[str, Any], class_names: list[str] | None) -> list[str]:
     """The load-time checks that need the data's classes (targets, audit, objectives), when they can
-    be read cheaply (None: the jobs check them once the index exists).
+    be read cheaply (None: the split checks them once the index exists).
 
     Returns:
         Warnings: an objective or monitor set against the targets.
@@ -171,13 +171,9 @@ def check_config_against_classes(config: dict[str, Any], class_names: list[str] 
     Raises:
         ConfigError: Naming the key at fault and what to do.
     """
-    from imgclf.audit import check_audit
-    from imgclf.core.objectives import check_objectives
-    from imgclf.final import check_final
+    from imgclf.split import check_class_names
 
-    check_final(config, class_names)
-    check_audit(config, class_names)
-    return check_objectives(config, class_names)
+    return check_class_names(config, class_names)
 
 
 #: Outputs every run makes first: present without Snakemake's record of the job that made them,

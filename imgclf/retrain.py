@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from imgclf.core.config import load_schema, validate_config
+from imgclf.core.config import load_config, load_schema, validate_config
 from imgclf.core.errors import ImgclfError
 from imgclf.data import IMAGE_EXTENSIONS
 from imgclf.core.io import atomic_write_text, read_index, sha256_file, umask
@@ -60,14 +60,6 @@ MODES = {"add": "adding the new images to the old ones (extra variability)",
 
 class RetrainError(ImgclfError):
     """The batch, the current data or the output folder does not allow a retraining."""
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The config the pipeline ran with, read as the workflow reads a ``--configfile``: alone, over
-    the schema's defaults (the demo's ``config/config.yaml`` is never merged under it)."""
-    from imgclf.core.config import read_config_file
-
-    return validate_config(read_config_file(path), source=str(path))
 
 
 def _within(path: str, folder: str) -> bool:
@@ -367,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--name {args.name!r}: use letters, digits, '.', '_' or '-' (not {ORIGINAL!r})")
     command = shlex.join(["python", "-m", "imgclf.retrain", *(argv if argv is not None else sys.argv[1:])])
     try:
-        config = read_config(args.config)
+        config = load_config(args.config)
         target = Path(args.out) / args.name
         if target.exists() and not args.force:
             raise RetrainError(f"{target} already exists", "choose another --name, or pass --force to replace it")

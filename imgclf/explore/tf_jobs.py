@@ -6,6 +6,7 @@ before importing it: keep TensorFlow imports inside the functions.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,6 @@ def probe_batch_size(config: dict[str, Any], index: str | Path, train: str | Pat
                                    probe["sizes"], probe["steps"], probe["min_gain"], wanted["n_train"],
                                    config["train"], probe["min_steps_per_epoch"], log)
         result["runtime"] = settings
-    import datetime as dt
-
     result.update(probed_for=wanted, probed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   hardware_dependent=True)
     log.warning("train.batch_size auto: chose batch size %d by timing on %s; results now depend on this "

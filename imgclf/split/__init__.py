@@ -5,6 +5,6 @@ from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
     "folds": ["SplitOptions", "check_sealed_test", "make_split", "sealed_test_input"],
-    "jobs": ["split_data"],
+    "jobs": ["check_class_names", "split_data"],
 }
 __all__, __getattr__ = lazy_interface(__name__, _INTERFACE)

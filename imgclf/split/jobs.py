@@ -10,23 +10,38 @@ from imgclf.core.io import read_index, sha256_file
 from imgclf.split.folds import SplitOptions, make_split
 
 
+def check_class_names(config: dict[str, Any], class_names: list[str] | None) -> list[str]:
+    """Every check of the keys that name classes (targets, audit metrics, objectives), against
+    the data's classes (None: all but the class names). Run when the workflow loads, on the
+    classes its folders show, and by the split, on the classes left after validation.
+
+    Returns:
+        Warnings: an objective or monitor set against the targets.
+
+    Raises:
+        ConfigError: Naming the key at fault and what to do.
+    """
+    from imgclf.audit import check_audit
+    from imgclf.core.objectives import check_objectives
+    from imgclf.final import check_final
+
+    check_final(config, class_names)
+    check_audit(config, class_names)
+    return check_objectives(config, class_names)
+
+
 def check_surviving_classes(config: dict[str, Any], classes: list[str], index: str | Path) -> None:
-    """The checks that name classes (targets, audit, objectives), against the classes left after
-    validation: a class whose every image was dropped as bad stops the run here, before any
-    training, not after every training at the evaluation.
+    """:func:`check_class_names` against the classes left after validation: a class whose every
+    image was dropped as bad stops the run here, before any training, not after every training at
+    the evaluation.
 
     Raises:
         ConfigError: Naming the key, the class, and where validation says what was dropped.
     """
-    from imgclf.audit import check_audit
     from imgclf.core.errors import ConfigError
-    from imgclf.core.objectives import check_objectives
-    from imgclf.final import check_final
 
     try:
-        check_final(config, classes)
-        check_audit(config, classes)
-        check_objectives(config, classes)
+        check_class_names(config, classes)
     except ConfigError as error:
         raise ConfigError(f"{error.message}; these are the classes with usable images in {index}, after "
                           "validation (results/data/validation.md names every file it dropped and why)",
