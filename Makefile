@@ -7,7 +7,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run config monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer benchmark-recipes venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
+.PHONY: run config monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer benchmark-recipes benchmark-scale benchmark-gpu venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
 
 venv: $(VENV)/.installed
 
@@ -121,6 +121,14 @@ benchmark-drift: venv
 ## Pretrained EfficientNet-Lite0 against random initialisation, the small CNN and the tutorial recipe (issue 15).
 benchmark-transfer: venv
 	$(BIN)/python benchmarks/transfer_benchmarks.py
+
+## Validation, split and the input pipeline at 1x, 4x and 16x of HAM10000's size; training threads (issue 18).
+benchmark-scale: venv
+	$(BIN)/python benchmarks/scale_benchmarks.py
+
+## Where a GPU is (make venv-gpu first: BIN=.venv-gpu/bin): the project's loop against a bare fit, MobileNetV3 and EfficientNet, 224x224.
+benchmark-gpu:
+	$(or $(wildcard .venv-gpu/bin/python),$(BIN)/python) benchmarks/gpu_benchmarks.py
 
 ## The recipes for imbalanced classes against the tutorial on HAM10000 and malaria (balanced accuracy).
 benchmark-recipes: venv

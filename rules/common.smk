@@ -217,8 +217,33 @@ def get_objective(stage):
 
 
 def get_final_threads():
-    """The threads of a final training job (its intra-op threads: a sealed decision)."""
-    return 1
+    """A final training's intra-op threads (config threads.final): a sealed decision, read alike
+    by the seal check and the training."""
+    return config["threads"]["final"]
+
+
+def get_job_threads(stage):
+    """The CPUs a TensorFlow job of ``stage`` declares: its intra-op threads (config
+    threads.<stage>). A profile's set-threads gives it more CPUs for its input pipeline (decoding,
+    resizing, augmenting) without changing its numbers: the intra-op threads stay the config's."""
+    return config["threads"][stage]
+
+
+def get_training_memory_mb(wildcards, input):
+    """The memory a training job asks for: 16 GB, plus room for its decoded training and
+    validation images when train.cache keeps them in memory (imgclf.training.cache). Until the
+    manifests exist the floor is shown; Snakemake asks again when the job is ready to run."""
+    from imgclf.training.cache import cache_estimate_mb, manifest_rows, training_memory_mb
+
+    data = get_point_config(wildcards)["data"] if hasattr(wildcards, "point") else config["data"]
+    channels = data["channels"] if isinstance(data["channels"], int) else 3
+    images = manifest_rows(input.get("train")) + manifest_rows(input.get("val"))
+    return training_memory_mb(config["train"]["cache"], cache_estimate_mb(images, data["image_size"], channels))
+
+
+def get_training_gpus():
+    """The GPUs a training job asks for: train.gpus_per_job."""
+    return config["train"]["gpus_per_job"]
 
 
 def get_final_config(wildcards):

@@ -31,7 +31,7 @@ rule evaluate_model:
         # prediction on the test set: CPUs are enough
         mem_mb=16000,
         runtime=60,
-    threads: 1
+    threads: get_job_threads("evaluate")
     conda:
         "../envs/train.yaml"
     script:

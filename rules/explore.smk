@@ -25,10 +25,10 @@ rule probe_batch_size:
         "logs/explore/probe_batch_size.benchmark.tsv"
     resources:
         # measures throughput on the hardware the trainings use
-        gpu=1,
+        gpu=get_training_gpus(),
         mem_mb=16000,
         runtime=30,
-    threads: 2
+    threads: get_job_threads("probe")
     conda:
         "../envs/train.yaml"
     script:
@@ -58,10 +58,10 @@ rule explore_point:
     benchmark:
         "logs/explore/{study}/{point}.benchmark.tsv"
     resources:
-        gpu=1,
-        mem_mb=16000,
+        gpu=get_training_gpus(),
+        mem_mb=get_training_memory_mb,
         runtime=240,
-    threads: 1
+    threads: get_job_threads("explore")
     conda:
         "../envs/train.yaml"
     script:

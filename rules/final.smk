@@ -63,10 +63,10 @@ rule final_train:
     benchmark:
         "logs/final/seed_{seed}.benchmark.tsv"
     resources:
-        gpu=1,
-        mem_mb=16000,
+        gpu=get_training_gpus(),
+        mem_mb=get_training_memory_mb,
         runtime=480,
-    threads: get_final_threads()
+    threads: get_job_threads("final")
     conda:
         "../envs/train.yaml"
     script:

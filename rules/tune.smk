@@ -28,10 +28,10 @@ rule tune_search:
         "logs/tune/tune_search.benchmark.tsv"
     resources:
         # every trial, one after the other, each in a child process
-        gpu=1,
-        mem_mb=16000,
+        gpu=get_training_gpus(),
+        mem_mb=get_training_memory_mb,
         runtime=1440,
-    threads: 2
+    threads: get_job_threads("tune")
     conda:
         "../envs/train.yaml"
     script:

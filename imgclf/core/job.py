@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,30 @@ import pandas as pd
 
 from imgclf.core.errors import ImgclfError
 from imgclf.core.io import atomic_write_bytes, atomic_write_text, write_csv, write_json
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """What a TensorFlow job runs with.
+
+    Attributes:
+        threads: TensorFlow's intra-op threads: the config's ``threads.<stage>``, the same on
+            every machine, since they change the numbers (recorded, and sealed for a final model).
+        cpus: The CPUs the job was given (Snakemake's threads: the profile's set-threads, at most
+            --cores): the input pipeline runs on them, which changes no number.
+        memory_mb: The job's memory (the rule's mem_mb), for ``train.cache: auto``; None if unknown.
+    """
+
+    threads: int
+    cpus: int | None = None
+    memory_mb: float | None = None
+
+    @classmethod
+    def of(cls, snakemake: Any, stage: str) -> "JobResources":
+        """The resources of the running Snakemake job of ``stage`` (a key of the config's threads)."""
+        memory = snakemake.resources.get("mem_mb")
+        return cls(int(snakemake.config["threads"][stage]), int(snakemake.threads),
+                   float(memory) if isinstance(memory, (int, float)) else None)
 
 
 def get_logger(name: str, log_path: str | None = None) -> logging.Logger:

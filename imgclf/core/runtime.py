@@ -19,6 +19,14 @@ from contextlib import contextmanager
 
 #: Set to 1 to see TensorFlow's own start-up messages.
 VERBOSE_ENV = "IMGCLF_TF_LOGS"
+#: Threads of the tf.data input pipelines of this process (:func:`configure` sets them).
+_input_threads = 1
+
+
+def input_threads() -> int:
+    """Threads the input pipelines of this process may use: the job's CPUs left after TensorFlow's
+    intra-op threads, at least 1 (1 until configured)."""
+    return _input_threads
 
 
 @contextmanager
@@ -47,17 +55,26 @@ def quiet_native_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-def configure(seed: int, threads: int = 1) -> dict[str, object]:
+def configure(seed: int, threads: int = 1, cpus: int | None = None) -> dict[str, object]:
     """Seed every generator, enable op determinism, pin thread counts.
 
     Args:
         seed: The run's seed.
         threads: Intra-op threads (inter-op is pinned to 1). The same value
-            must be used to reproduce a run bit for bit.
+            must be used to reproduce a run bit for bit (the config's ``threads``).
+        cpus: The CPUs the job was given (Snakemake's threads). The input pipelines get
+            those left after the intra-op threads (:func:`input_threads`, at least 1): on a
+            2-core laptop none are left and the pipeline shares TensorFlow's pool as before
+            (a pool of its own there would only compete with training for the two cores);
+            on a 16-CPU GPU node, 15 decode while 1 drives the GPU. They do not change the
+            numbers. Defaults to ``threads``.
 
     Returns:
         The settings applied, for the run's record.
     """
+    global _input_threads
+    cpus = int(cpus if cpus is not None else threads)
+    _input_threads = max(1, cpus - int(threads))
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -85,7 +102,7 @@ def configure(seed: int, threads: int = 1) -> dict[str, object]:
 
     from imgclf.core.environment import cpu_model
 
-    return {"seed": seed, "intra_op_threads": threads, "inter_op_threads": 1,
+    return {"seed": seed, "intra_op_threads": threads, "inter_op_threads": 1, "cpus": cpus, "input_threads": _input_threads,
             "op_determinism": True, "tensorflow": tf.__version__, "keras": keras.__version__,
             # Where the job ran: on a cluster, not the machine that made the report.
             "host": platform.node(), "cpu": cpu_model(), "numpy": np.__version__,

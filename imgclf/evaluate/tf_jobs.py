@@ -17,11 +17,12 @@ from imgclf.evaluate.jobs import HEADLINE
 from imgclf.core.metrics import classification_metrics
 from imgclf.evaluate.metrics import predictions_table
 from imgclf.evaluate.plots import plot_confusion_matrix
+from imgclf.core.job import JobResources
 from imgclf.evaluate.seal import check_seal, read_seal, record_evaluation
 
 
 def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str | Path, data_root: str | Path,
-                   ece_bins: int, seal: str | Path, events: str | Path, unseal_reason: str | None, threads: int,
+                   ece_bins: int, seal: str | Path, events: str | Path, unseal_reason: str | None, resources: JobResources,
                    carbon: dict[str, Any], emissions: str | Path, log: logging.Logger,
                    validation: str | Path | None = None) -> dict[str, Any]:
     """Rule evaluate_model: one final model on the sealed test set, once.
@@ -36,7 +37,8 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
         ece_bins: Bins of the calibration error.
         seal, events: The model's seal and the event log.
         unseal_reason: ``evaluation.unseal_reason``.
-        threads, carbon, emissions: The job's threads, the carbon settings, its emissions record.
+        resources, carbon, emissions: The job's threads and CPUs, the carbon settings, its emissions
+            record.
         log: The job's logger.
         validation: The model's validation manifest: its predictions there are where the summary
             chooses operating thresholds (:mod:`imgclf.evaluate.thresholds`), never on the test set.
@@ -50,7 +52,7 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
             unseal reason is given.
     """
     with track_emissions(emissions, "evaluate", f"seed_{seed}", carbon, log):
-        runtime.configure(seed, threads)
+        runtime.configure(seed, resources.threads, resources.cpus)
         from imgclf.training.inputs import read_manifest
         from imgclf.training.predict import load_model, predict_proba
 

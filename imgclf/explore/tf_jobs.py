@@ -15,10 +15,11 @@ from typing import Any
 from imgclf.carbon import track_emissions
 from imgclf.core import runtime
 from imgclf.core.io import read_index
+from imgclf.core.job import JobResources
 from imgclf.training.files import RunFiles, TrainingInputs, resolve_batch_size
 
 
-def probe_batch_size(config: dict[str, Any], index: str | Path, train: str | Path, threads: int,
+def probe_batch_size(config: dict[str, Any], index: str | Path, train: str | Path, resources: JobResources,
                      emissions: str | Path, record: str | Path, log: logging.Logger) -> dict[str, Any]:
     """Rule probe_batch_size: training throughput per batch size, and the size chosen.
 
@@ -29,7 +30,7 @@ def probe_batch_size(config: dict[str, Any], index: str | Path, train: str | Pat
     Args:
         config: The validated config (``seed``, ``data``, ``model``, ``train``, ``batch_probe``).
         index: The index; train: the training manifest the epochs are counted on.
-        threads: The job's threads. emissions: its emissions record.
+        resources: The job's threads and CPUs. emissions: its emissions record.
         record: ``batch_probe.record``, the kept pick (read when it exists).
         log: The job's logger.
 
@@ -60,7 +61,7 @@ def probe_batch_size(config: dict[str, Any], index: str | Path, train: str | Pat
             return {"batch_size": {**kept, "reused_from": str(record)}, "record": kept}
         log.warning("%s was probed for other settings (%s): probing again and replacing it", record, mismatch)
     with track_emissions(emissions, "explore", "batch_size_probe", config["carbon"], log):
-        settings = runtime.configure(config["seed"], threads)
+        settings = runtime.configure(config["seed"], resources.threads, resources.cpus)
         from imgclf.explore.probe import probe_batch_sizes
         from imgclf.training.models import build_model
 
@@ -80,7 +81,7 @@ def probe_batch_size(config: dict[str, Any], index: str | Path, train: str | Pat
 
 
 def explore_point(config: dict[str, Any], study: str, point: str, overrides: dict[str, Any], label: str,
-                  inputs: TrainingInputs, files: RunFiles, batch_size_file: str | Path | None, threads: int,
+                  inputs: TrainingInputs, files: RunFiles, batch_size_file: str | Path | None, resources: JobResources,
                   carbon: dict[str, Any], emissions: str | Path, log: logging.Logger) -> dict[str, Any]:
     """Rule explore_point: one training run of a study's point.
 
@@ -89,18 +90,19 @@ def explore_point(config: dict[str, Any], study: str, point: str, overrides: dic
         study, point: The point's study and id (``p00``...). overrides, label: its values.
         inputs: The exploration fold. files: Where the run writes as it trains.
         batch_size_file: The probe's record (with ``train.batch_size: auto``).
-        threads, carbon, emissions: The job's threads, the carbon settings, its emissions record.
+        resources, carbon, emissions: The job's threads, CPUs and memory, the carbon settings, its
+            emissions record.
         log: The job's logger.
 
     Returns:
         ``curves``, ``weight_histograms`` and ``metrics`` (last).
     """
     with track_emissions(emissions, "explore", f"{study}/{point}", carbon, log):
-        settings = runtime.configure(config["seed"], threads)
+        settings = runtime.configure(config["seed"], resources.threads, resources.cpus)
         from imgclf.training.run import run_outputs, run_training
 
         batch_size = resolve_batch_size(config["train"]["batch_size"], batch_size_file)
         log.info("%s (batch size %d)", label, batch_size)
-        metrics = run_training(config, inputs, files, batch_size, log)
+        metrics = run_training(config, inputs, files, batch_size, log, resources.memory_mb)
     metrics.update(study=study, point=point, overrides=overrides, runtime=settings)
     return run_outputs(metrics, files, f"{study}/{point}: {label}", point, log)

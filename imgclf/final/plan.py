@@ -18,6 +18,7 @@ from imgclf.core.errors import ConfigError
 from imgclf.evaluate import check_target_definitions
 from imgclf.core.io import json_sha256, read_json, sha256_file
 from imgclf.core.objectives import resolve_monitor
+from imgclf.training.cache import without_neutral_keys
 from imgclf.tune import apply_values
 
 #: The config sections a training run reads: only these are rule params, so that
@@ -122,7 +123,11 @@ def decisions(config: dict[str, Any], train_manifest: str | Path, val_manifest: 
     changed decision to the sealed test set. The training adds ``resumed`` once it has run
     (whether it continued from a resume state), which the evaluation's seal check compares too.
     """
-    record = {"config": {key: config[key] for key in TRAINING_SECTIONS},
+    sections = {key: config[key] for key in TRAINING_SECTIONS}
+    # Where decoded images are kept changes no number: not a decision (train.cache may differ
+    # between a laptop and a cluster).
+    sections["train"] = without_neutral_keys(sections["train"])
+    record = {"config": sections,
               "train_manifest_sha256": sha256_file(train_manifest),
               "val_manifest_sha256": sha256_file(val_manifest)}
     if effective is not None:

@@ -51,7 +51,9 @@ def reproducibility_record(config: dict[str, Any], manifests: list[str | Path], 
                         "note": note},
         # Where each final model was trained (its job's record), and where this record was made.
         "training": {str(f["seed"]): {k: f.get("runtime", {}).get(k) for k in
-                                      ("host", "cpu", "gpus", "tensorflow", "keras", "numpy", "cuda_visible_devices")}
+                                      ("host", "cpu", "gpus", "tensorflow", "keras", "numpy", "cuda_visible_devices",
+                                       "input_threads")}
+                                   | {"devices": f.get("devices"), "cache": (f.get("cache") or {}).get("mode")}
                      for f in finals},
         "packages": package_versions(),
         "hardware": hardware(),

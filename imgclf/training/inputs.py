@@ -7,6 +7,7 @@ an error, not a silent difference.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ import keras
 
 from imgclf.core.errors import ImgclfError
 from imgclf.core.io import GRAY_MODES, read_index, sha256_file
+from imgclf.core.runtime import input_threads
 
+#: Numbers the file caches of one process apart (each cached dataset needs its own files).
+_CACHE_FILES = itertools.count()
 
 
 @dataclass
@@ -162,7 +166,7 @@ def make_dataset(
     training: bool,
     seed: int,
     augment: keras.Sequential | None = None,
-    cache: bool = True,
+    cache: bool | str = True,
     balanced: bool = False,
 ) -> tf.data.Dataset:
     """Decode, resize, cache, shuffle (seeded), batch, augment (seeded), prefetch.
@@ -171,12 +175,19 @@ def make_dataset(
     and cast to float32 in [0, 255] per batch: the models scale them. With
     ``balanced`` (a training set only), each epoch draws as many images as the
     manifest holds, every class equally likely (:func:`balanced_draw`).
+
+    ``cache``: True keeps the decoded images in memory, False decodes them every pass, a
+    string is the prefix of a file cache (:func:`imgclf.training.cache.job_cache`). The
+    pipeline runs on the job's input threads (:func:`imgclf.core.runtime.input_threads`, a
+    pool of its own when above 1); neither changes the elements or their order.
     """
     decode = _decoder(tuple(image_size), channels)
 
     def decoded(paths: list[str], labels: np.ndarray) -> tf.data.Dataset:
         data = tf.data.Dataset.from_tensor_slices((paths, labels))
         data = data.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if isinstance(cache, str):
+            return data.cache(f"{cache}-{next(_CACHE_FILES)}")
         return data.cache() if cache else data
 
     if training and balanced:
@@ -192,4 +203,12 @@ def make_dataset(
     if training and augment is not None:
         data = data.map(lambda x, y: (augment(x, training=True), y),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    threads = input_threads()
+    if threads > 1:
+        # TensorFlow's inter-op pool has one thread (determinism): the input pipeline gets its
+        # own, sized to the job's CPUs, so that decoding keeps a GPU fed. Order is kept
+        # (deterministic maps), so the batches are the same as with one thread.
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        data = data.with_options(options)
     return data.prefetch(tf.data.AUTOTUNE)

@@ -13,6 +13,8 @@ import pandas as pd
 
 from imgclf.core.io import read_index
 from imgclf.core.objectives import check_metric_name
+from imgclf.training.cache import job_cache, resolve_cache, without_neutral_keys
+from imgclf.training.devices import strategy_scope, training_devices
 from imgclf.training.inputs import (augmentation_layers, class_weights, infer_channels, make_dataset,
                                     read_manifest)
 from imgclf.training.features import FeatureSource, uses_features
@@ -23,25 +25,30 @@ from imgclf.core.runtime import set_precision, visible_gpus
 
 
 def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles, batch_size: int,
-                 log: Any = None) -> dict[str, Any]:
+                 log: Any = None, job_memory_mb: float | None = None,
+                 devices: list[str] | None = None) -> dict[str, Any]:
     """Train the configured model on one fold and return its metrics.
 
     Args:
         config: The validated config (with any exploration overrides applied).
         inputs: Index, manifests and data root.
         files: Where the loop writes history, best weights, weight samples, resume state.
-        batch_size: The batch size (the probe's, or the configured one).
+        batch_size: The batch size (the probe's, or the configured one): the global batch,
+            split across the devices when ``train.gpus_per_job`` is above 1.
         log: Logger.
+        job_memory_mb: The memory the job was given (the rule's mem_mb), for ``train.cache: auto``.
+        devices: The devices ``train.gpus_per_job`` picks from (the GPUs this job sees by default).
 
     Returns:
         A JSON-ready dict: status, best epoch and value, the monitored and
         objective metrics at the best epoch, epochs run, whether the run resumed
         (``resumed``) or threw a corrupt resume state away (``resume_discarded``),
-        timings, settings.
+        timings, settings, the input cache (``cache``) and the training devices.
 
     Raises:
         ImgclfError: Bad manifests (missing or changed images), unusable model settings,
-            or a diverged run when ``train.on_divergence`` is fail.
+            or a diverged run when ``train.on_divergence`` is fail; train.gpus_per_job above the
+            GPUs visible; a disk cache without a usable directory or room.
     """
     from imgclf.core.errors import ImgclfError
 
@@ -51,38 +58,19 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
     check_metric_name("train.early_stopping.monitor", config["train"]["early_stopping"]["monitor"], class_names)
     image_size = tuple(config["data"]["image_size"])
     channels = infer_channels(index, config["data"]["channels"])
-    seed = config["seed"]
     train_manifest = read_manifest(inputs.train_manifest, inputs.data_root, class_names)
     val_manifest = read_manifest(inputs.val_manifest, inputs.data_root, class_names)
     model_config, train_config = config["model"], config["train"]
     input_shape = (*image_size, channels)
+    chosen_devices = training_devices(train_config["gpus_per_job"], devices)
     precision = set_precision(train_config["mixed_precision"], visible_gpus(), log)
     # Build once before any data is decoded: a bad architecture or weights file fails fast.
     build_model(model_config, len(class_names), input_shape)
-    augment = augmentation_layers(train_config["augmentation"], seed)
-    # augmentation.during: fine_tune leaves phase 1 on plain images (or on their features).
-    phase1_augmented = augment is not None and train_config["augmentation"]["during"] == "all"
-    balanced = train_config["sampling"] == "balanced"
-    train_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, augment, balanced=balanced)
-    val_data = make_dataset(val_manifest, image_size, channels, batch_size, False, seed)
-    weights = class_weights(train_manifest.labels, len(class_names), train_config["class_weights"])
-    settings = {"model": model_config, "train": train_config, "seed": seed, "batch_size": batch_size,
-                "precision": precision,
-                "image_size": image_size, "channels": channels, "classes": class_names,
-                "pretrained": is_pretrained(model_config),
-                "train_manifest": train_manifest.table["sha256"].tolist(),
-                "val_manifest": val_manifest.table["sha256"].tolist()}
-    features, phase1_data = None, None
-    if uses_features(model_config, train_config, phase1_augmented):
-        features = FeatureSource(make_dataset(train_manifest, image_size, channels, batch_size, False, seed),
-                                 train_manifest.labels, val_data, val_manifest.labels, batch_size, seed, balanced)
-    elif augment is not None and not phase1_augmented:
-        phase1_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, balanced=balanced)
-    if augment is not None and not phase1_augmented and log:
-        log.info("augmentation in phase 2 (fine-tuning) only: train.augmentation.during is fine_tune")
-    model, result = train(lambda: build_model(model_config, len(class_names), input_shape),
-                          train_data, val_data, train_config, files, settings, weights, seed, log, features,
-                          phase1_data, val_manifest.labels)
+    cache = resolve_cache(train_config, len(train_manifest.paths) + len(val_manifest.paths), image_size, channels,
+                          job_memory_mb, log)
+    with job_cache(cache) as cached, strategy_scope(chosen_devices, log):
+        model, result = _train(config, class_names, input_shape, train_manifest, val_manifest, batch_size, files,
+                               precision, cached, log)
     if result.status == "diverged" and train_config["on_divergence"] == "fail":
         raise ImgclfError(result.message, "see the curves and weight histograms of this run")
     if files.model is not None:
@@ -114,7 +102,44 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
         "n_val": len(val_manifest.paths),
         "parameters": int(model.count_params()),
         "precision": precision,
+        "cache": cache.record(),
+        "devices": chosen_devices or None,
     }
+
+
+def _train(config: dict[str, Any], class_names: list[str], input_shape: tuple[int, int, int],
+           train_manifest: Any, val_manifest: Any, batch_size: int, files: RunFiles, precision: str,
+           cache: bool | str, log: Any) -> tuple[Any, Any]:
+    """The datasets and the training loop of :func:`run_training` (inside its cache and devices)."""
+    model_config, train_config = config["model"], config["train"]
+    image_size, channels, seed = input_shape[:2], input_shape[2], config["seed"]
+    augment = augmentation_layers(train_config["augmentation"], seed)
+    # augmentation.during: fine_tune leaves phase 1 on plain images (or on their features).
+    phase1_augmented = augment is not None and train_config["augmentation"]["during"] == "all"
+    balanced = train_config["sampling"] == "balanced"
+    train_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, augment, cache=cache,
+                              balanced=balanced)
+    val_data = make_dataset(val_manifest, image_size, channels, batch_size, False, seed, cache=cache)
+    weights = class_weights(train_manifest.labels, len(class_names), train_config["class_weights"])
+    settings = {"model": model_config, "train": without_neutral_keys(train_config), "seed": seed, "batch_size": batch_size,
+                "precision": precision,
+                "image_size": tuple(image_size), "channels": channels, "classes": class_names,
+                "pretrained": is_pretrained(model_config),
+                "train_manifest": train_manifest.table["sha256"].tolist(),
+                "val_manifest": val_manifest.table["sha256"].tolist()}
+    features, phase1_data = None, None
+    if uses_features(model_config, train_config, phase1_augmented):
+        features = FeatureSource(make_dataset(train_manifest, image_size, channels, batch_size, False, seed,
+                                              cache=cache),
+                                 train_manifest.labels, val_data, val_manifest.labels, batch_size, seed, balanced)
+    elif augment is not None and not phase1_augmented:
+        phase1_data = make_dataset(train_manifest, image_size, channels, batch_size, True, seed, cache=cache,
+                                   balanced=balanced)
+    if augment is not None and not phase1_augmented and log:
+        log.info("augmentation in phase 2 (fine-tuning) only: train.augmentation.during is fine_tune")
+    return train(lambda: build_model(model_config, len(class_names), input_shape),
+                 train_data, val_data, train_config, files, settings, weights, seed, log, features,
+                 phase1_data, val_manifest.labels)
 
 
 def run_outputs(metrics: dict[str, Any], files: RunFiles, title: str, name: str, log: Any) -> dict[str, Any]:

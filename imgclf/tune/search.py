@@ -35,6 +35,7 @@ from imgclf.core.io import atomic_write_text
 from imgclf.core.objectives import direction, resolve_monitor, resolve_objective, with_resolved_monitor
 from imgclf.tune.search_space import apply_values, check_search_space, subsample, values_key
 from imgclf.core.runtime import memory_mb
+from imgclf.training.cache import without_neutral_keys
 from keras_tuner.src import utils as _kt_utils
 
 
@@ -225,8 +226,9 @@ def search_settings(trial_config: dict[str, Any], data: dict[str, Any], train_ma
     # Only what a trial reads: a report or carbon setting, the folder the data sits in or the
     # job's thread count (a rerun with --cores 1) must not discard finished trials.
     config = {key: copy.deepcopy(trial_config[key]) for key in ("seed", "data", "model", "train", "tune")}
+    config["train"] = without_neutral_keys(config["train"])  # where images are cached changes no trial
     config["tune"].pop("max_trials", None)
-    ignored = ("data_root", "threads")
+    ignored = ("data_root", "threads", "cpus", "job_memory_mb")
     kept = {k: v for k, v in data.items() if not k.endswith("_manifest") and k not in ignored}
     return {"config": config, "data": kept,
             "train_manifest_sha256": hashlib.sha256(train_manifest_text.encode()).hexdigest(),
@@ -255,7 +257,8 @@ def start_afresh_if_changed(directory: Path, settings: dict[str, Any], log: Any 
 
 
 def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size: int,
-               log: Any = None, threads: int = 1) -> dict[str, Any]:
+               log: Any = None, threads: int = 1, cpus: int | None = None,
+               job_memory_mb: float | None = None) -> dict[str, Any]:
     """Search the configured space; resume from ``directory`` if a search was interrupted.
 
     Args:
@@ -264,7 +267,9 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
         directory: Keras Tuner's folder (oracle, trials), the trials' requests, results and histories.
         batch_size: The batch size.
         log: Logger.
-        threads: CPU threads of each trial's process.
+        threads: Intra-op threads of each trial's process (``threads.tune``).
+        cpus: The job's CPUs (each trial's input pipeline). job_memory_mb: The job's memory
+            (``train.cache: auto``).
 
     Returns:
         ``best`` (values by dotted key), ``table`` (DataFrame of trials), ``histories``
@@ -296,7 +301,7 @@ def run_tuning(config: dict[str, Any], inputs: Any, directory: Path, batch_size:
     data = {"train_manifest": str(subsampled), "val_manifest": str(inputs.val_manifest),
             "data_root": str(inputs.data_root), "classes": classes, "image_size": list(config["data"]["image_size"]),
             "channels": channels, "batch_size": batch_size, "objective": objective["name"], "seed": config["seed"],
-            "threads": threads}
+            "threads": threads, "cpus": cpus, "job_memory_mb": job_memory_mb}
     start_afresh_if_changed(directory, search_settings(trial_config, data, csv_text(table), inputs.val_manifest), log)
     write_csv(subsampled, table)
     runner = TrialRunner(trial_config, space, data, directory, log)

@@ -13,13 +13,14 @@ from typing import Any
 from imgclf.carbon import track_emissions
 from imgclf.core import runtime
 from imgclf.core.io import read_json
+from imgclf.core.job import JobResources
 from imgclf.core.objectives import direction, resolve_objective
 from imgclf.training.files import TrainingInputs, resolve_batch_size
 from imgclf.tune.search_space import fix_from_study
 
 
 def tune_search(config: dict[str, Any], inputs: TrainingInputs, batch_size_file: str | Path | None,
-                study_summary: str | Path | None, tuner_dir: str | Path, threads: int, emissions: str | Path,
+                study_summary: str | Path | None, tuner_dir: str | Path, resources: JobResources, emissions: str | Path,
                 log: logging.Logger) -> dict[str, Any]:
     """Rule tune_search: Bayesian (or Hyperband, random) search on one fold; resumes a killed search.
 
@@ -30,14 +31,14 @@ def tune_search(config: dict[str, Any], inputs: TrainingInputs, batch_size_file:
         study_summary: The exploration study ``tune.fix_from_study`` names, whose winner's values
             are set before the search (None without one).
         tuner_dir: Keras Tuner's state (not an output: it outlives a killed job).
-        threads, emissions: The job's threads and its emissions record.
+        resources, emissions: The job's threads (each trial's), CPUs and memory; its emissions record.
         log: The job's logger.
 
     Returns:
         ``trials``, the three plots, and ``best`` (last).
     """
     with track_emissions(emissions, "tune", "search", config["carbon"], log):
-        settings = runtime.configure(config["seed"], threads)
+        settings = runtime.configure(config["seed"], resources.threads, resources.cpus)
         from imgclf.tune.plots import plot_hyperparameters, plot_objective_per_trial, plot_top_curves
         from imgclf.tune.search import run_tuning
 
@@ -46,7 +47,8 @@ def tune_search(config: dict[str, Any], inputs: TrainingInputs, batch_size_file:
             config, fixed = fix_from_study(config, read_json(study_summary))
             log.info("fixed from study %s: %s", config["tune"]["fix_from_study"], fixed)
         batch_size = resolve_batch_size(config["train"]["batch_size"], batch_size_file)
-        result = run_tuning(config, inputs, Path(tuner_dir), batch_size, log, threads=threads)
+        result = run_tuning(config, inputs, Path(tuner_dir), batch_size, log, threads=resources.threads,
+                            cpus=resources.cpus, job_memory_mb=resources.memory_mb)
     tune, table = config["tune"], result["table"]
     chosen = resolve_objective(config, "tune")
     objective = chosen["name"]

@@ -32,20 +32,46 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     Args:
         request: ``config`` (the trial's config), ``train_manifest``, ``val_manifest``,
             ``data_root``, ``classes``, ``image_size``, ``channels``, ``batch_size``,
-            ``objective``, ``seed`` and ``threads``.
+            ``objective``, ``seed``, ``threads`` and the job's ``cpus`` and ``job_memory_mb``.
 
     Raises:
         ConfigError: The objective is never computed.
     """
     from imgclf.core import runtime
 
-    runtime.configure(request["seed"], request["threads"])
+    runtime.configure(request["seed"], request["threads"], request.get("cpus"))
+    from imgclf.core.errors import ConfigError
+    from imgclf.core.objectives import known_names
+    from imgclf.training.cache import job_cache, resolve_cache
+    from imgclf.training.devices import strategy_scope, training_devices
+    from imgclf.training.inputs import read_manifest
+
+    train = request["config"]["train"]
+    size, channels, classes = tuple(request["image_size"]), request["channels"], request["classes"]
+    # The parent checked every file's sha256 before the search.
+    train_manifest = read_manifest(request["train_manifest"], request["data_root"], classes, verify=False)
+    val_manifest = read_manifest(request["val_manifest"], request["data_root"], classes, verify=False)
+    devices = training_devices(train["gpus_per_job"])
+    plan = resolve_cache(train, len(train_manifest.paths) + len(val_manifest.paths), size, channels,
+                         request.get("job_memory_mb"))
+    with job_cache(plan) as cache, strategy_scope(devices):
+        history = _fit_trial(request, train_manifest, val_manifest, cache)
+    objective = request["objective"]
+    if objective not in history:
+        raise ConfigError(f"tune.objective {objective!r} is never computed "
+                          f"(computed: {', '.join(sorted(history))})", f"use one of {', '.join(known_names())}")
+    return {"history": {k: [float(v) for v in values] for k, values in history.items()},
+            "peak_rss_mb": runtime.memory_mb()["peak_rss_mb"], "pid": os.getpid()}
+
+
+def _fit_trial(request: dict[str, Any], train_manifest: Any, val_manifest: Any, cache: bool | str) -> dict[str, list]:
+    """Phase 1 (and fine-tuning) of one trial: its Keras history."""
     import keras
 
-    from imgclf.core.errors import ConfigError
-    from imgclf.core.objectives import direction, known_names, monitor_of
+    from imgclf.core import runtime
+    from imgclf.core.objectives import direction, monitor_of
     from imgclf.training.validation_metrics import ValidationMetrics
-    from imgclf.training.inputs import make_dataset, read_manifest
+    from imgclf.training.inputs import make_dataset
     from imgclf.training.features import FeatureSource, feature_datasets, head_model, uses_features
     from imgclf.training.loop import compile_model
     from imgclf.training.models import build_model, freeze_backbone, is_pretrained, unfreeze_top
@@ -54,12 +80,10 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     train, model_config = config["train"], config["model"]
     size, channels, batch = tuple(request["image_size"]), request["channels"], request["batch_size"]
     classes = request["classes"]
-    # The parent checked every file's sha256 before the search.
-    train_manifest = read_manifest(request["train_manifest"], request["data_root"], classes, verify=False)
-    val_manifest = read_manifest(request["val_manifest"], request["data_root"], classes, verify=False)
     balanced = train["sampling"] == "balanced"
-    train_data = make_dataset(train_manifest, size, channels, batch, True, request["seed"], balanced=balanced)
-    val_data = make_dataset(val_manifest, size, channels, batch, False, request["seed"])
+    train_data = make_dataset(train_manifest, size, channels, batch, True, request["seed"], cache=cache,
+                              balanced=balanced)
+    val_data = make_dataset(val_manifest, size, channels, batch, False, request["seed"], cache=cache)
     runtime.set_precision(train["mixed_precision"], runtime.visible_gpus())
     model = build_model(model_config, len(classes), (*size, channels))
     pretrained = is_pretrained(model_config)
@@ -83,7 +107,8 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
     if uses_features(model_config, train, augmented=False):  # trials never augment
         # The head alone on features computed once: a trial of head settings costs seconds.
         fit_train, fit_val = feature_datasets(model, FeatureSource(
-            make_dataset(train_manifest, size, channels, batch, False, request["seed"]), train_manifest.labels,
+            make_dataset(train_manifest, size, channels, batch, False, request["seed"], cache=cache),
+            train_manifest.labels,
             val_data, val_manifest.labels, batch, request["seed"], balanced))
         fitted = head_model(model)
         compile_model(fitted, train, train["learning_rate"])
@@ -99,12 +124,7 @@ def train_trial(request: dict[str, Any]) -> dict[str, Any]:
         more = model.fit(train_data, initial_epoch=done, epochs=done + fine["epochs"],
                          shuffle=False, callbacks=callbacks, verbose=0).history
         history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
-    objective = request["objective"]
-    if objective not in history:
-        raise ConfigError(f"tune.objective {objective!r} is never computed "
-                          f"(computed: {', '.join(sorted(history))})", f"use one of {', '.join(known_names())}")
-    return {"history": {k: [float(v) for v in values] for k, values in history.items()},
-            "peak_rss_mb": runtime.memory_mb()["peak_rss_mb"], "pid": os.getpid()}
+    return history
 
 
 def main(argv: list[str]) -> int:

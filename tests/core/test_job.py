@@ -138,3 +138,16 @@ def test_an_interface_serves_only_its_names_and_imports_on_first_use():
            "from imgclf.explore import check_studies; assert 'matplotlib' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_job_resources_take_the_configs_threads_and_the_cpus_and_memory_the_job_was_given():
+    from types import SimpleNamespace
+
+    from imgclf.core.job import JobResources
+
+    job = SimpleNamespace(config={"threads": {"final": 1, "tune": 2}}, threads=8, resources={"mem_mb": 34001})
+    assert JobResources.of(job, "final") == JobResources(threads=1, cpus=8, memory_mb=34001.0)
+    assert JobResources.of(job, "tune").threads == 2
+    # A memory Snakemake could not evaluate (a string) is unknown, not a number.
+    unknown = SimpleNamespace(config={"threads": {"final": 1}}, threads=1, resources={"mem_mb": "<TBD>"})
+    assert JobResources.of(unknown, "final").memory_mb is None

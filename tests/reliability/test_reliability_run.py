@@ -44,20 +44,21 @@ def test_the_kept_pick_job_path(tmp_path):
     write_csv(tmp_path / "train.csv", index)
     config = validate_config({"train": {"batch_size": "auto"}})
     from imgclf.core.io import read_index
+    from imgclf.core.job import JobResources
 
     wanted = json.loads(json.dumps(probe_settings(config, read_index(tmp_path / "index.csv"), 2)))
     kept = {"chosen": 64, "probed_for": wanted, "device": "CPU (x)", "probed_at": "then"}
     record = tmp_path / "batch_size.json"
     record.write_text(json.dumps(kept))
-    result = probe_batch_size(config, tmp_path / "index.csv", tmp_path / "train.csv", 1,
+    result = probe_batch_size(config, tmp_path / "index.csv", tmp_path / "train.csv", JobResources(1),
                               tmp_path / "emissions.csv", record, logging.getLogger("test"))
     assert result["record"] == kept
     assert result["batch_size"]["chosen"] == 64 and result["batch_size"]["reused_from"] == str(record)
     assert not (tmp_path / "emissions.csv").exists()  # nothing was measured
     record.write_text("{not json")
     with pytest.raises(ImgclfError, match="batch_size.json \\(batch_probe.record\\) is not the probe's JSON record"):
-        probe_batch_size(config, tmp_path / "index.csv", tmp_path / "train.csv", 1, tmp_path / "emissions.csv",
-                         record, logging.getLogger("test"))
+        probe_batch_size(config, tmp_path / "index.csv", tmp_path / "train.csv", JobResources(1),
+                         tmp_path / "emissions.csv", record, logging.getLogger("test"))
 
 
 def test_verify_reads_the_config_the_run_was_made_with(tmp_path):
