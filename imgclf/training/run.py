@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from imgclf.core.io import read_index
 from imgclf.core.objectives import check_metric_name
@@ -69,8 +70,18 @@ def run_training(config: dict[str, Any], inputs: TrainingInputs, files: RunFiles
     cache = resolve_cache(train_config, len(train_manifest.paths) + len(val_manifest.paths), image_size, channels,
                           job_memory_mb, log)
     with job_cache(cache) as cached, strategy_scope(chosen_devices, log):
-        model, result = _train(config, class_names, input_shape, train_manifest, val_manifest, batch_size, files,
-                               precision, cached, log)
+        try:
+            model, result = _train(config, class_names, input_shape, train_manifest, val_manifest, batch_size,
+                                   files, precision, cached, log)
+        except tf.errors.OpError as error:
+            if cache.mode != "disk" or cache.directory is None or cache.directory not in str(error):
+                raise
+            # The disk filled up (or a quota or file-size limit hit) while the cache was written:
+            # its directory goes with the job; nothing half-written is read again.
+            raise ImgclfError(f"train.cache: the disk cache in {cache.directory} could not be written "
+                              f"({error.message.splitlines()[0]})",
+                              "free space there, set train.cache_dir to a larger disk, or set "
+                              "train.cache: none (or memory)") from None
     if result.status == "diverged" and train_config["on_divergence"] == "fail":
         raise ImgclfError(result.message, "see the curves and weight histograms of this run")
     if files.model is not None:

@@ -164,3 +164,31 @@ def test_more_gpus_per_job_than_the_job_sees_stops_naming_the_setting():
         training_devices(2, ["/gpu:0"])
     with pytest.raises(ImgclfError, match=r"train.gpus_per_job is 4, but this job sees 0 GPU"):
         training_devices(4)
+
+
+@pytest.mark.slow
+def test_a_disk_cache_that_cannot_be_written_stops_the_job_naming_the_setting_and_leaves_nothing(fold, tmp_path):
+    """A file-size limit stands in for a full disk: the cache's first write past it fails."""
+    import resource
+    import signal
+
+    from imgclf.core.config import validate_config
+
+    cache_dir = tmp_path / "scratch"
+    cache_dir.mkdir()
+    config = validate_config({"seed": 4, "data": {"image_size": [64, 64]},
+                              "train": {"batch_size": 16, "epochs": 1, "tensorboard_histogram_freq": 0,
+                                        "cache": "disk", "cache_dir": str(cache_dir)}})
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # the cache: 24 x 12 KB
+
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_ONCE), json.dumps(config),
+         *map(str, (fold.index, fold.train_manifest, fold.val_manifest, fold.data_root)), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, preexec_fn=small_files)
+    assert result.returncode != 0
+    assert f"train.cache: the disk cache in {cache_dir} could not be written" in result.stderr, result.stderr[-2000:]
+    assert "train.cache_dir to a larger disk" in result.stderr
+    assert list(cache_dir.iterdir()) == []  # the half-written cache went with the job
