@@ -132,4 +132,4 @@ benchmark-gpu:
 
 ## The recipes for imbalanced classes against the tutorial on HAM10000 and malaria (balanced accuracy).
 benchmark-recipes: venv
-	$(BIN)/python benchmarks/transfer_benchmarks.py --datasets ham10000 malaria --methods tutorial pretrained_balanced pretrained_balanced_long small_cnn_balanced --skip-speedup
+	$(BIN)/python benchmarks/transfer_benchmarks.py --datasets ham10000 malaria --methods tutorial pretrained_balanced pretrained_balanced_long pretrained_balanced_160 small_cnn_balanced --skip-speedup

@@ -19,6 +19,7 @@ rule evaluate_model:
         confusion_matrix="results/evaluate/seed_{seed}/confusion_matrix.png",
     params:
         ece_bins=config["evaluation"]["ece_bins"],
+        tta=config["evaluation"]["tta"],
         # Not outputs: the seal and the event log outlive reruns; so does the emissions record.
         seal="results/evaluate/seal/seed_{seed}.json",
         events="results/evaluate/seal/events.jsonl",

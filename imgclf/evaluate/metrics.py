@@ -26,6 +26,8 @@ LOWER_IS_BETTER = ("log_loss", "ece")
 def flatten_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Scalar metrics under dotted names: ``accuracy``, ``per_class.<class>.recall``..."""
     flat = {k: float(v) for k, v in metrics.items() if k in GLOBAL_METRICS}
+    # Test-time augmentation's figures, beside the plain ones (evaluation.tta).
+    flat.update({f"tta.{k}": float(v) for k, v in (metrics.get("tta") or {}).items() if k in GLOBAL_METRICS})
     for name, values in metrics["per_class"].items():
         for key, value in values.items():
             if key != "support" and value is not None:
@@ -330,7 +332,12 @@ def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None
                          f"{_fmt(t['test_sensitivity']['thresholded'])} | {_fmt(t['test_specificity']['plain'])} -> "
                          f"{_fmt(t['test_specificity']['thresholded'])} |")
         lines.append("")
-    lines += ["## Metrics over seeds", "", f"| metric | mean | std | {level} interval |", "|---|---|---|---|"]
+    lines += ["## Metrics over seeds", ""]
+    if any(name.startswith("tta.") for name in summary["aggregate"]):
+        lines += ["Rows `tta.*`: test-time augmentation (evaluation.tta), each image's probabilities averaged "
+                  "with those of its two mirrors; the other rows, the targets and the seal are the plain "
+                  "predictions'.", ""]
+    lines += [f"| metric | mean | std | {level} interval |", "|---|---|---|---|"]
     for name, m in summary["aggregate"].items():
         if name.startswith("per_class."):
             continue

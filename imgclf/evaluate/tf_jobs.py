@@ -24,7 +24,7 @@ from imgclf.evaluate.seal import check_seal, read_seal, record_evaluation
 def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str | Path, data_root: str | Path,
                    ece_bins: int, seal: str | Path, events: str | Path, unseal_reason: str | None, resources: JobResources,
                    carbon: dict[str, Any], emissions: str | Path, log: logging.Logger,
-                   validation: str | Path | None = None) -> dict[str, Any]:
+                   validation: str | Path | None = None, tta: bool = False) -> dict[str, Any]:
     """Rule evaluate_model: one final model on the sealed test set, once.
 
     The seal is checked before the test manifest's images are read; the evaluation is then
@@ -42,6 +42,8 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
         log: The job's logger.
         validation: The model's validation manifest: its predictions there are where the summary
             chooses operating thresholds (:mod:`imgclf.evaluate.thresholds`), never on the test set.
+        tta: ``evaluation.tta``: the metrics also under test-time augmentation (``metrics["tta"]``:
+            the global metrics of the probabilities averaged over the image and its two mirrors).
 
     Returns:
         ``predictions``, ``validation_predictions`` (with a validation manifest),
@@ -54,7 +56,7 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
     with track_emissions(emissions, "evaluate", f"seed_{seed}", carbon, log):
         runtime.configure(seed, resources.threads, resources.cpus)
         from imgclf.training.inputs import read_manifest
-        from imgclf.training.predict import load_model, predict_proba
+        from imgclf.training.predict import load_model, predict_proba, predict_proba_tta
 
         record = read_json(training)
         current = {**record["decisions"], "test_manifest_sha256": sha256_file(test)}
@@ -68,6 +70,14 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
         proba = predict_proba(network, manifest, tuple(record["image_size"]), record["channels"],
                               record["batch_size"])
         metrics = classification_metrics(manifest.labels, proba, classes, n_bins=ece_bins)
+        if tta:
+            mirrored = predict_proba_tta(network, manifest, tuple(record["image_size"]), record["channels"],
+                                         record["batch_size"])
+            with_tta = classification_metrics(manifest.labels, mirrored, classes, n_bins=ece_bins)
+            metrics["tta"] = {k: with_tta[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")}
+            log.info("seed %d with test-time augmentation (flips): accuracy %.4f, balanced accuracy %.4f "
+                     "(plain: %.4f, %.4f)", seed, with_tta["accuracy"], with_tta["balanced_accuracy"],
+                     metrics["accuracy"], metrics["balanced_accuracy"])
         outputs = {}
         if validation is not None:
             held = read_manifest(validation, data_root, classes)

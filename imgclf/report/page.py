@@ -244,6 +244,11 @@ def _test(ctx: dict[str, Any]) -> str:
         "description": t.get("description", "")} for t in evaluation["targets"]]
     global_rows = [{"metric": name, **{k: aggregate[name].get(k) for k in ("mean", "std", "low", "high")}}
                    for name in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece") if name in aggregate]
+    # Test-time augmentation (evaluation.tta): its own rows, never in place of the plain figures.
+    global_rows += [{"metric": f"{name} with test-time flips",
+                     **{k: aggregate[f"tta.{name}"].get(k) for k in ("mean", "std", "low", "high")}}
+                    for name in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
+                    if f"tta.{name}" in aggregate]
     per_class = []
     for name in evaluation["classes"]:
         row: dict[str, Any] = {"class": name}

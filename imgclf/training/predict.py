@@ -36,6 +36,18 @@ def predict_proba(model: keras.Model, manifest: Manifest, image_size: tuple[int,
     return _probabilities(model.predict(data, verbose=0), manifest)
 
 
+def predict_proba_tta(model: keras.Model, manifest: Manifest, image_size: tuple[int, int], channels: int,
+                      batch_size: int) -> np.ndarray:
+    """Test-time augmentation: the class probabilities of every image averaged with those of its
+    left-right and up-down mirrors, in the manifest's order."""
+    import tensorflow as tf
+
+    data = make_dataset(manifest, image_size, channels, batch_size, training=False, seed=0, cache=False)
+    views = [data, data.map(lambda x, y: (tf.image.flip_left_right(x), y)),
+             data.map(lambda x, y: (tf.image.flip_up_down(x), y))]
+    return np.mean([_probabilities(model.predict(view, verbose=0), manifest) for view in views], axis=0)
+
+
 def _probabilities(output: np.ndarray, manifest: Manifest) -> np.ndarray:
     """The softmax output, one row per image of the manifest, renormalised in float64 (the
     float32 rows do not sum exactly to 1)."""

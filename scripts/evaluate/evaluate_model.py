@@ -18,4 +18,4 @@ with job(sm.log[0], f"evaluate_model seed {seed}") as log:
     write_outputs(sm.output, evaluate_model(
         seed, sm.input.model, sm.input.training, sm.input.test, sm.input.data_root, sm.params.ece_bins,
         sm.params.seal, sm.params.events, sm.config["evaluation"]["unseal_reason"], JobResources.of(sm, "evaluate"),
-        sm.config["carbon"], sm.params.emissions, log, sm.input.validation))
+        sm.config["carbon"], sm.params.emissions, log, sm.input.validation, sm.params.tta))

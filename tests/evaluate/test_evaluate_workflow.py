@@ -99,3 +99,28 @@ def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, 
     markdown = (workdir / "results/evaluate/summary.md").read_text()
     assert "Warning: the sealed test set was evaluated again" in markdown
     assert 'reason given: "a reviewer asked for two epochs"; changed: config.train.epochs' in markdown
+
+
+def test_test_time_augmentation_is_reported_beside_the_plain_evaluation(pipeline_run, tmp_path):
+    workdir = tmp_path / "tta"
+    shutil.copytree(pipeline_run[0], workdir, symlinks=True)
+    plain = json.loads((workdir / "results/evaluate/summary.json").read_text())
+    config = write_config(workdir, {**PIPELINE_CONFIG, "evaluation": {**PIPELINE_CONFIG.get("evaluation", {}),
+                                                                       "tta": True}})
+    # Targets first: --configfile takes every path after it.
+    result = run_snakemake(workdir, "results/evaluate/summary.json", "results/report/report.html",
+                           "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+    # Re-evaluated (the same sealed decisions: no reason needed), not retrained.
+    assert "final_train" not in jobs_run(result.stderr) and "evaluate_model" in jobs_run(result.stderr)
+    assert "with test-time augmentation (flips): accuracy" in result.stderr
+    summary = json.loads((workdir / "results/evaluate/summary.json").read_text())
+    aggregate = summary["aggregate"]
+    assert {"tta.accuracy", "tta.balanced_accuracy", "tta.log_loss"} <= set(aggregate)
+    # The plain figures are untouched: the targets still read them.
+    assert aggregate["accuracy"]["mean"] == plain["aggregate"]["accuracy"]["mean"]
+    assert summary["targets"] == plain["targets"]
+    assert "Rows `tta.*`: test-time augmentation" in (workdir / "results/evaluate/summary.md").read_text()
+    assert "accuracy with test-time flips" in (workdir / "results/report/report.html").read_text()
+    events = [json.loads(line) for line in (workdir / "results/evaluate/seal/events.jsonl").read_text().splitlines()]
+    assert [e["status"] for e in events].count("same") == 2

@@ -77,6 +77,7 @@ def test_group_columns_and_sizes():
     assert group_column_of(table, "file") == "patient"  # slide_id never repeats: no group
     assert group_column_of(table[["file", "site"]], "file") is None  # "site" names no group
     assert [input_size(s) for s in (8, 50, 124, 150, 500)] == [32, 64, 128, 128, 128]
+    assert [input_size(s, 160) for s in (124, 150, 500)] == [128, 160, 160]
 
 
 @pytest.mark.shared_data
@@ -86,3 +87,5 @@ def test_ham10000_gets_balanced_sampling_grouped_by_lesion(tmp_path):
     assert code == 0 and config["split"]["group_column"] == "lesion_id"
     assert config["train"]["sampling"] == "balanced" and config["targets"][0]["metric"] == "balanced_accuracy"
     assert config["targets"][1]["class"] == "df"
+    # The benchmark's recipe: 160 px (images of 200x150), up to 10 fine-tuning epochs.
+    assert config["data"]["image_size"] == [160, 160] and config["train"]["fine_tune"]["epochs"] == 10
