@@ -41,6 +41,7 @@ benchmarks/results/transfer_benchmarks.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import resource
@@ -109,14 +110,10 @@ METHOD_CONFIGS["pretrained_balanced_long"] = {
 }
 # The long recipe's curves peaked within 3 to 6 fine-tuning epochs at 128 px: the same recipe at
 # 160 px (HAM10000's images are 200x150), fine-tuning stopped by a patience of 4 within 10 epochs.
-METHOD_CONFIGS["pretrained_balanced_160"] = {
-    "data": {"image_size": [160, 160], "channels": 3},
-    "model": {"architecture": "efficientnet_lite0", "weights": "imagenet", "dropout": 0.2},
-    "train": {"epochs": 30, "learning_rate": 0.001, "sampling": "balanced",
-              "early_stopping": {"monitor": "val_balanced_accuracy", "patience": 4},
-              "augmentation": {"flip": "horizontal_and_vertical", "rotation": 0.5, "during": "fine_tune"},
-              "fine_tune": {"enabled": True, "unfreeze_layers": 142, "epochs": 10, "learning_rate": 0.0001}},
-}
+METHOD_CONFIGS["pretrained_balanced_160"] = copy.deepcopy(METHOD_CONFIGS["pretrained_balanced_long"])
+METHOD_CONFIGS["pretrained_balanced_160"]["data"]["image_size"] = [160, 160]
+METHOD_CONFIGS["pretrained_balanced_160"]["train"]["early_stopping"]["patience"] = 4
+METHOD_CONFIGS["pretrained_balanced_160"]["train"]["fine_tune"]["epochs"] = 10
 # The transfer recipe (pretrained) at 160 px, for classes of even size (malaria): plain sampling,
 # early stopping on the validation loss, 10 fine-tuning epochs.
 METHOD_CONFIGS["pretrained_160"] = {

@@ -216,12 +216,6 @@ def get_objective(stage):
     return resolve_objective(config, stage)
 
 
-def get_final_threads():
-    """A final training's intra-op threads (config threads.final): a sealed decision, read alike
-    by the seal check and the training."""
-    return config["threads"]["final"]
-
-
 def get_job_threads(stage):
     """The CPUs a TensorFlow job of ``stage`` declares: its intra-op threads (config
     threads.<stage>). A profile's set-threads gives it more CPUs for its input pipeline (decoding,

@@ -17,8 +17,9 @@ rule check_seal:
         config=get_final_config,
         # Not an output: the record of the test set's evaluations outlives reruns.
         seal="results/evaluate/seal/seed_{seed}.json",
-        # The final training's threads: a sealed decision, checked before it starts.
-        threads=get_final_threads(),
+        # The final training's intra-op threads (config threads.final, which the training reads
+        # too): a sealed decision, checked before it starts.
+        threads=config["threads"]["final"],
     log:
         "logs/final/seed_{seed}.seal_check.log",
     localrule: True

@@ -102,8 +102,8 @@ def configure(seed: int, threads: int = 1, cpus: int | None = None) -> dict[str,
 
     from imgclf.core.environment import cpu_model
 
-    return {"seed": seed, "intra_op_threads": threads, "inter_op_threads": 1, "cpus": cpus, "input_threads": _input_threads,
-            "op_determinism": True, "tensorflow": tf.__version__, "keras": keras.__version__,
+    return {"seed": seed, "intra_op_threads": threads, "inter_op_threads": 1, "cpus": cpus,
+            "input_threads": _input_threads, "op_determinism": True, "tensorflow": tf.__version__, "keras": keras.__version__,
             # Where the job ran: on a cluster, not the machine that made the report.
             "host": platform.node(), "cpu": cpu_model(), "numpy": np.__version__,
             "gpus": [gpu.name for gpu in gpus],

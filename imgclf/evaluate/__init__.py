@@ -5,7 +5,7 @@ from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
     "jobs": ["deploy_model", "evaluation_summary"],
-    "metrics": ["check_target_definitions", "flatten_metrics"],
+    "metrics": ["GLOBAL_METRICS", "check_target_definitions", "flatten_metrics"],
     "seal": ["SealedTestError", "check_seal", "read_seal"],
     "tf_jobs": ["evaluate_model"],
     "thresholds": ["thresholded_predictions"],

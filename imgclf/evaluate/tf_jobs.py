@@ -15,14 +15,15 @@ from imgclf.core import runtime
 from imgclf.core.io import read_json, sha256_file
 from imgclf.evaluate.jobs import HEADLINE
 from imgclf.core.metrics import classification_metrics
-from imgclf.evaluate.metrics import predictions_table
+from imgclf.evaluate.metrics import GLOBAL_METRICS, predictions_table
 from imgclf.evaluate.plots import plot_confusion_matrix
 from imgclf.core.job import JobResources
 from imgclf.evaluate.seal import check_seal, read_seal, record_evaluation
 
 
 def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str | Path, data_root: str | Path,
-                   ece_bins: int, seal: str | Path, events: str | Path, unseal_reason: str | None, resources: JobResources,
+                   ece_bins: int, seal: str | Path, events: str | Path, unseal_reason: str | None,
+                   resources: JobResources,
                    carbon: dict[str, Any], emissions: str | Path, log: logging.Logger,
                    validation: str | Path | None = None, tta: bool = False) -> dict[str, Any]:
     """Rule evaluate_model: one final model on the sealed test set, once.
@@ -72,9 +73,9 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
         metrics = classification_metrics(manifest.labels, proba, classes, n_bins=ece_bins)
         if tta:
             mirrored = predict_proba_tta(network, manifest, tuple(record["image_size"]), record["channels"],
-                                         record["batch_size"])
+                                         record["batch_size"], plain=proba)
             with_tta = classification_metrics(manifest.labels, mirrored, classes, n_bins=ece_bins)
-            metrics["tta"] = {k: with_tta[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")}
+            metrics["tta"] = {k: with_tta[k] for k in GLOBAL_METRICS}
             log.info("seed %d with test-time augmentation (flips): accuracy %.4f, balanced accuracy %.4f "
                      "(plain: %.4f, %.4f)", seed, with_tta["accuracy"], with_tta["balanced_accuracy"],
                      metrics["accuracy"], metrics["balanced_accuracy"])

@@ -18,6 +18,7 @@ import yaml
 from imgclf.core.config import config_sha256 as config_hash
 from imgclf.report.deployment import drift_section, export_section
 from imgclf.core.io import read_json
+from imgclf.evaluate import GLOBAL_METRICS
 from imgclf.report.html_parts import as_list, esc, figure, fmt, table, verdict
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, MATERIAL_SHARE, OVERFIT_EPOCHS, OVERFIT_GAP,
                                      OVERFIT_RISE,
@@ -242,13 +243,11 @@ def _test(ctx: dict[str, Any]) -> str:
         "mean": t.get("mean"), "std": t.get("std"), "low": t.get("low"), "high": t.get("high"),
         "met": "met" if t["met"] else "NOT met", "met with confidence": "yes" if t["met_with_confidence"] else "no",
         "description": t.get("description", "")} for t in evaluation["targets"]]
-    global_rows = [{"metric": name, **{k: aggregate[name].get(k) for k in ("mean", "std", "low", "high")}}
-                   for name in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece") if name in aggregate]
-    # Test-time augmentation (evaluation.tta): its own rows, never in place of the plain figures.
-    global_rows += [{"metric": f"{name} with test-time flips",
-                     **{k: aggregate[f"tta.{name}"].get(k) for k in ("mean", "std", "low", "high")}}
-                    for name in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
-                    if f"tta.{name}" in aggregate]
+    # Test-time augmentation (evaluation.tta): its own rows, after the plain ones, never in their place.
+    shown = [(name, name) for name in GLOBAL_METRICS] + [(f"tta.{name}", f"{name} with test-time flips")
+                                                          for name in GLOBAL_METRICS]
+    global_rows = [{"metric": label, **{k: aggregate[key].get(k) for k in ("mean", "std", "low", "high")}}
+                   for key, label in shown if key in aggregate]
     per_class = []
     for name in evaluation["classes"]:
         row: dict[str, Any] = {"class": name}

@@ -94,10 +94,10 @@ def training_memory_mb(setting: str, estimate_mb: float) -> int:
     return BASE_TRAINING_MB
 
 
-def cache_root(setting: str) -> Path:
+def cache_root(cache_dir: str) -> Path:
     """The disk cache's directory: ``train.cache_dir``, else ``$TMPDIR``, else the system's."""
-    if setting:
-        return Path(setting).expanduser()
+    if cache_dir:
+        return Path(cache_dir).expanduser()
     return Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
 
 

@@ -37,15 +37,18 @@ def predict_proba(model: keras.Model, manifest: Manifest, image_size: tuple[int,
 
 
 def predict_proba_tta(model: keras.Model, manifest: Manifest, image_size: tuple[int, int], channels: int,
-                      batch_size: int) -> np.ndarray:
+                      batch_size: int, plain: np.ndarray | None = None) -> np.ndarray:
     """Test-time augmentation: the class probabilities of every image averaged with those of its
-    left-right and up-down mirrors, in the manifest's order."""
+    left-right and up-down mirrors, in the manifest's order. ``plain``: the images' own
+    probabilities (:func:`predict_proba`) when already computed, so they are not predicted twice."""
     import tensorflow as tf
 
     data = make_dataset(manifest, image_size, channels, batch_size, training=False, seed=0, cache=False)
-    views = [data, data.map(lambda x, y: (tf.image.flip_left_right(x), y)),
-             data.map(lambda x, y: (tf.image.flip_up_down(x), y))]
-    return np.mean([_probabilities(model.predict(view, verbose=0), manifest) for view in views], axis=0)
+    if plain is None:
+        plain = _probabilities(model.predict(data, verbose=0), manifest)
+    mirrors = [data.map(lambda x, y: (tf.image.flip_left_right(x), y)),
+               data.map(lambda x, y: (tf.image.flip_up_down(x), y))]
+    return np.mean([plain, *(_probabilities(model.predict(view, verbose=0), manifest) for view in mirrors)], axis=0)
 
 
 def _probabilities(output: np.ndarray, manifest: Manifest) -> np.ndarray:
