@@ -7,7 +7,10 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
 
-.PHONY: run config monitor test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer benchmark-recipes benchmark-scale benchmark-gpu venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
+# A comma inside $(if ...) arguments.
+comma := ,
+
+.PHONY: run config monitor predict test test-fast lint benchmark benchmark-validation benchmark-training benchmark-pipeline benchmark-dvc benchmark-drift benchmark-transfer benchmark-recipes benchmark-scale benchmark-gpu benchmark-use venv venv-gpu lock clean dvc-yaml repro verify restamp slurm-profile
 
 venv: $(VENV)/.installed
 
@@ -29,10 +32,15 @@ run: venv
 config: venv
 	$(BIN)/python -m imgclf.init "$(DATA)" $(if $(OUT),--output "$(OUT)") $(if $(FORCE),--force)
 
-## Drift report of new images against the deployed model: make monitor BATCH=folder-or-manifest [NAME=name].
+## Drift report of new images against the deployed model: make monitor BATCH=folder-or-manifest [NAME=name] [CONFIG=the run's config].
 monitor: venv
 	@test -n "$(BATCH)" || { echo "usage: make monitor BATCH=path/to/new/images [NAME=name] (a folder: flat, or one sub-folder per class; or a CSV manifest)"; exit 2; }
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) monitor report --config 'monitor={"batches": {"$(or $(NAME),$(basename $(notdir $(abspath $(BATCH)))))": {"path": "$(BATCH)"}}}'
+	$(BIN)/snakemake --cores $(CORES) monitor report $(if $(CONFIG),--configfile $(CONFIG)) $(SNAKEMAKE_ARGS) --config 'monitor={"batches": {"$(or $(NAME),$(basename $(notdir $(abspath $(BATCH)))))": {"path": "$(BATCH)"}}}'
+
+## Classes of new images: make predict IMAGES=folder-or-manifest [NAME=name] [MODEL=deployed|ensemble|float32|float16|int8] [CONFIG=the run's config].
+predict: venv
+	@test -n "$(IMAGES)" || { echo "usage: make predict IMAGES=path/to/images [NAME=name] [MODEL=deployed] (a folder: flat, or one sub-folder per class; or a CSV manifest)"; exit 2; }
+	$(BIN)/snakemake --cores $(CORES) predict $(if $(CONFIG),--configfile $(CONFIG)) $(SNAKEMAKE_ARGS) --config 'predict={"batches": {"$(or $(NAME),$(basename $(notdir $(abspath $(IMAGES)))))": {"path": "$(IMAGES)"}}$(if $(MODEL),$(comma) "model": "$(MODEL)")}'
 
 ## Every test, the workflow tests included.
 test: venv
@@ -125,6 +133,10 @@ benchmark-transfer: venv
 ## Validation, split and the input pipeline at 1x, 4x and 16x of HAM10000's size; training threads (issue 18).
 benchmark-scale: venv
 	$(BIN)/python benchmarks/scale_benchmarks.py
+
+## Using the models (issue 19): the ensemble's gain, predict's images/s, Grad-CAM border shares (after benchmark-transfer's runs).
+benchmark-use: venv
+	$(BIN)/python benchmarks/use_benchmarks.py
 
 ## Where a GPU is (make venv-gpu first: BIN=.venv-gpu/bin): the project's loop against a bare fit, MobileNetV3 and EfficientNet, 224x224.
 benchmark-gpu:

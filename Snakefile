@@ -96,6 +96,7 @@ include: "rules/evaluate.smk"
 include: "rules/carbon.smk"
 include: "rules/export.smk"
 include: "rules/monitor.smk"
+include: "rules/predict.smk"
 include: "rules/report.smk"
 include: "rules/stages.smk"
 

@@ -81,7 +81,7 @@ STAGES: tuple[Stage, ...] = (
           ("seed", "data", "model", "train", "tune", "targets")),
     Stage("final", ("check_seal", "final_train"), "the final trainings, one job per seed",
           ("seed", "data", "model", "train", "final", "tune.enabled", "evaluation.unseal_reason", "targets")),
-    Stage("evaluate", ("evaluate_model", "evaluation_summary", "deploy_model"),
+    Stage("evaluate", ("evaluate_model", "ensemble_model", "evaluate_ensemble", "evaluation_summary", "deploy_model"),
           "the sealed test evaluation, the targets and the deployed model",
           ("final", "targets", "evaluation")),
     Stage("carbon", ("carbon_report",), "energy, carbon and water of every job", ("carbon",)),
@@ -91,6 +91,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("monitor", ("monitor_reference", "monitor_batch", "monitor_summary"),
           "the drift report of every monitored batch against the deployed model's reference",
           ("seed", "monitor", "validation")),
+    Stage("predict", ("predict_batch", "predict_summary"),
+          "the class of every image of each batch of new images, with the model predict.model names",
+          ("seed", "predict", "validation", "threads.evaluate")),
     Stage("report", ("report_galleries", "report_html", "reproducibility_record"),
           "the HTML report and the reproducibility record", ("seed", "report"), whole_config=True),
 )
@@ -147,6 +150,7 @@ def check_config(config: dict[str, Any], test_manifest: str) -> None:
     from imgclf.audit import check_audit
     from imgclf.carbon import check_carbon
     from imgclf.core.config import check_data_paths, check_folds, check_model_config
+    from imgclf.core.errors import ConfigError
     from imgclf.explore import check_studies
     from imgclf.split import check_sealed_test
     from imgclf.tune import check_tuning
@@ -159,6 +163,14 @@ def check_config(config: dict[str, Any], test_manifest: str) -> None:
     check_audit(config)
     check_carbon(config)
     check_sealed_test(config, test_manifest)
+    seeds = config["final"].get("seeds") or range(config["final"]["n_seeds"])
+    if config["evaluation"]["deploy"] == "ensemble" and len(seeds) < 2:
+        raise ConfigError("evaluation.deploy is ensemble, but there is one final model",
+                          "set final.n_seeds to 2 or more, or evaluation.deploy to median_validation")
+    if config["predict"]["batches"]:
+        from imgclf.predict import model_files
+
+        model_files(config["predict"]["model"], config["export"]["formats"] if config["export"]["enabled"] else [])
 
 
 def check_config_against_classes(config: dict[str, Any], class_names: list[str] | None) -> list[str]:

@@ -253,6 +253,25 @@ def get_final_files(filename):
     return [filename.format(seed=seed) for seed in get_final_seeds()]
 
 
+def get_ensemble_evaluation(wildcards):
+    """The ensemble's test evaluation, for the summary, when evaluation.deploy is ensemble."""
+    if config["evaluation"]["deploy"] != "ensemble":
+        return {}
+    return {"ensemble": "results/evaluate/ensemble/metrics.json"}
+
+
+def get_ensemble_deployment(wildcards):
+    """The ensemble's model, card and test predictions, when evaluation.deploy is ensemble."""
+    if config["evaluation"]["deploy"] != "ensemble":
+        return {}
+    return {
+        "ensemble_model": "results/evaluate/ensemble/model.keras",
+        "ensemble_card": "results/evaluate/ensemble/model.json",
+        "ensemble_metrics": "results/evaluate/ensemble/metrics.json",
+        "ensemble_predictions": "results/evaluate/ensemble/predictions.csv",
+    }
+
+
 def get_export_output():
     """The TFLite files and their measurements (when export.enabled), and the model card."""
     outputs = ["results/export/model_card.json", "results/export/model_card.md"]
@@ -306,6 +325,7 @@ def get_final_output():
         *get_final_files("results/evaluate/seed_{seed}/metrics.json"),
         "results/evaluate/summary.json",
         "results/evaluate/summary.md",
+        *get_ensemble_evaluation(None).values(),
         "results/evaluate/deployed/model.keras",
         "results/evaluate/deployed/model.json",
         "results/audit/groups.json",
@@ -315,6 +335,8 @@ def get_final_output():
         *get_export_output(),
         *get_monitor_output(),
         *(["results/monitor/summary.md"] if config["monitor"]["batches"] else []),
+        *get_predict_output(),
+        *(["results/predict/summary.md"] if config["predict"]["batches"] else []),
         "results/report/report.html",
         "results/report/reproducibility.json",
     ]
@@ -322,10 +344,11 @@ def get_final_output():
 
 def get_stage_output(stage):
     """What ``snakemake <stage>`` makes: the stage's files among everything the pipeline makes
-    (its folder results/<stage>/), and for monitor its summary (an error without a batch)."""
+    (its folder results/<stage>/), and for monitor and predict their summary (an error without a
+    batch)."""
     outputs = [p for p in get_final_output() if p.startswith(f"results/{stage}/")]
-    if stage == "monitor" and not outputs:
-        outputs = ["results/monitor/summary.md"]  # no batch: its job says what to do
+    if stage in ("monitor", "predict") and not outputs:
+        outputs = [f"results/{stage}/summary.md"]  # no batch: its job says what to do
     return outputs
 
 
@@ -441,8 +464,48 @@ def get_monitor_batch_fingerprint(wildcards):
     batch = get_monitor_batch(wildcards.batch)
     path = Path(batch["path"])
     if path.is_file():
-        return manifest_fingerprint(path, path.parent, batch.get("path_column", "path"))
+        return manifest_fingerprint(path, Path(batch.get("root") or path.parent), batch.get("path_column", "path"))
     return listing_fingerprint(path)
+
+
+def get_predict_batch(name):
+    """The settings of one batch of images to predict (predict.batches)."""
+    batches = config["predict"]["batches"]
+    if name not in batches:
+        raise ValueError(
+            f"no batch {name!r} in predict.batches (configured: {', '.join(batches) or 'none'})"
+        )
+    return batches[name]
+
+
+def get_predict_batch_input(wildcards):
+    """The batch's folder or manifest (its time ignored: the fingerprint param sees new files)."""
+    path = get_predict_batch(wildcards.batch)["path"]
+    return {"batch": ancient(path)} if Path(path).exists() else {}
+
+
+def get_predict_batch_fingerprint(wildcards):
+    """Paths and sizes of a batch's files, so that a changed batch is predicted again."""
+    from imgclf.data import listing_fingerprint, manifest_fingerprint
+
+    batch = get_predict_batch(wildcards.batch)
+    path = Path(batch["path"])
+    if path.is_file():
+        return manifest_fingerprint(path, Path(batch.get("root") or path.parent), batch.get("path_column", "path"))
+    return listing_fingerprint(path)
+
+
+def get_predict_model_input(wildcards):
+    """The model predict.model names (the deployed model, the ensemble, or a TFLite file) and
+    its card."""
+    from imgclf.predict import model_files
+
+    return model_files(config["predict"]["model"], config["export"]["formats"])
+
+
+def get_predict_output(filename="predictions.csv"):
+    """One file (the predictions by default) of every configured batch."""
+    return [f"results/predict/{name}/{filename}" for name in config["predict"]["batches"]]
 
 
 def get_monitor_output(filename="drift.json"):

@@ -39,8 +39,52 @@ rule evaluate_model:
         "../scripts/evaluate/evaluate_model.py"
 
 
+rule ensemble_model:
+    input:
+        models=get_final_files("results/final/seed_{seed}/model.keras"),
+        trainings=get_final_files("results/final/seed_{seed}/metrics.json"),
+    output:
+        model="results/evaluate/ensemble/model.keras",
+        card="results/evaluate/ensemble/model.json",
+    log:
+        "logs/evaluate/ensemble_model.log",
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/evaluate/ensemble_model.py"
+
+
+rule evaluate_ensemble:
+    input:
+        card="results/evaluate/ensemble/model.json",
+        evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
+        predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
+        test=TEST_MANIFEST,
+    output:
+        metrics="results/evaluate/ensemble/metrics.json",
+        predictions="results/evaluate/ensemble/predictions.csv",
+    params:
+        ece_bins=config["evaluation"]["ece_bins"],
+        # Not outputs: the seal and the event log outlive reruns.
+        seal="results/evaluate/seal/ensemble.json",
+        events="results/evaluate/seal/events.jsonl",
+        unseal_reason=config["evaluation"]["unseal_reason"],
+    log:
+        "logs/evaluate/ensemble.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/evaluate/evaluate_ensemble.py"
+
+
 rule evaluation_summary:
     input:
+        unpack(get_ensemble_evaluation),
         evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),
         predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
         validation_predictions=get_final_files("results/evaluate/seed_{seed}/validation_predictions.csv"),
@@ -77,6 +121,7 @@ rule evaluation_summary:
 
 rule deploy_model:
     input:
+        unpack(get_ensemble_deployment),
         models=get_final_files("results/final/seed_{seed}/model.keras"),
         trainings=get_final_files("results/final/seed_{seed}/metrics.json"),
         evaluations=get_final_files("results/evaluate/seed_{seed}/metrics.json"),

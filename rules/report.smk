@@ -6,7 +6,8 @@ rule report_galleries:
     input:
         index="results/data/index.csv",
         train=get_fold_manifest(config["explore"]["fold"], "train"),
-        predictions=get_final_files("results/evaluate/seed_{seed}/predictions.csv"),
+        # The deployed model's (a final model's, or the ensemble's) test predictions.
+        predictions="results/evaluate/deployed/predictions.csv",
         model_card="results/evaluate/deployed/model.json",
         data_root=get_data_root_input(),
     output:

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,31 @@ def csv_text(table: pd.DataFrame) -> str:
 def write_csv(path: str | Path, table: pd.DataFrame) -> None:
     """Write a DataFrame as CSV, atomically."""
     atomic_write_text(path, csv_text(table))
+
+
+@contextmanager
+def csv_appender(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Write a CSV in pieces with constant memory, atomically: the tables given to the yielded
+    function are appended to a temporary file beside ``path`` (the header once), renamed to
+    ``path`` when the block ends without error and removed otherwise, so that a failed job never
+    leaves a half-written file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~umask())
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            header = [True]
+
+            def append(table: pd.DataFrame) -> None:
+                handle.write(table.to_csv(index=False, header=header[0], lineterminator="\n"))
+                header[0] = False
+
+            yield append
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def json_sha256(record: Any) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from imgclf.core.errors import ImgclfError
-from imgclf.core.io import atomic_write_bytes, atomic_write_text, write_csv, write_json
+from imgclf.core.io import atomic_write_bytes, atomic_write_text, csv_appender, write_csv, write_json  # noqa: F401 (csv_appender: for scripts)
 
 
 @dataclass(frozen=True)

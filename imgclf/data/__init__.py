@@ -1,9 +1,10 @@
 """The data stage: list the configured source, inspect and validate every image, write the index
-(docs/data.md)."""
+(docs/data.md); and the batches of new images that the monitor and predict stages read."""
 
 from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
+    "batches": ["STAT_COLUMNS", "Batch", "inspect_batch", "list_batch"],
     "digits": ["digit_images", "write_digit_folder"],
     "imagefile": ["IMAGE_EXTENSIONS", "InspectOptions", "file_kind", "not_regular_detail"],
     "index": ["RESERVED_COLUMNS", "validate_source"],

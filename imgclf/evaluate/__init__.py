@@ -4,10 +4,10 @@ deployed model (docs/evaluate.md)."""
 from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
-    "jobs": ["deploy_model", "evaluation_summary"],
+    "jobs": ["deploy_model", "evaluate_ensemble", "evaluation_summary"],
     "metrics": ["GLOBAL_METRICS", "check_target_definitions", "flatten_metrics"],
     "seal": ["SealedTestError", "check_seal", "read_seal"],
-    "tf_jobs": ["evaluate_model"],
+    "tf_jobs": ["ensemble_model", "evaluate_model"],
     "thresholds": ["thresholded_predictions"],
 }
 __all__, __getattr__ = lazy_interface(__name__, _INTERFACE)

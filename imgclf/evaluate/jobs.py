@@ -17,6 +17,7 @@ from imgclf.core.io import read_index, read_json
 from imgclf.evaluate.metrics import (
     GLOBAL_METRICS,
     choose_deployed,
+    ensemble_section,
     evaluation_markdown,
     flatten_metrics,
     headline_metrics,
@@ -33,7 +34,7 @@ HEADLINE = ("n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece")
 def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, targets: list[dict[str, Any]],
                        confidence: float, log: logging.Logger, test_predictions: Sequence[str | Path] = (),
                        validation_predictions: Sequence[str | Path] = (), ece_bins: int = 15,
-                       apply_thresholds: bool = False) -> dict[str, Any]:
+                       apply_thresholds: bool = False, ensemble: str | Path | None = None) -> dict[str, Any]:
     """Rule evaluation_summary: the test metrics over seeds (mean, std, interval) and the targets.
 
     Args:
@@ -45,6 +46,8 @@ def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, tar
             (:mod:`imgclf.evaluate.thresholds`), reported on test.
         ece_bins, apply_thresholds: ``evaluation.ece_bins`` and ``evaluation.apply_thresholds``
             (the test metrics then use the thresholds).
+        ensemble: The ensemble's test evaluation (``evaluation.deploy: ensemble``): its figures
+            beside the single models' (``summary["ensemble"]``).
 
     Returns:
         ``summary``, ``headline`` (the figures ``dvc metrics`` shows), ``markdown``, ``per_seed``,
@@ -74,6 +77,13 @@ def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, tar
                              plain["sensitivity"], shifted["specificity"], plain["specificity"],
                              "; applied" if apply_thresholds else "")
     summary = summarize_evaluation(per_seed, targets, classes, confidence)
+    if ensemble is not None:
+        summary["ensemble"] = ensemble_section(read_json(ensemble), summary["aggregate"], summary["targets"], classes)
+        gains = summary["ensemble"]["metrics"]
+        log.info("ensemble of %d models: test accuracy %.4f (single models' mean %.4f, gain %+.4f), balanced "
+                 "accuracy %.4f (gain %+.4f)", len(summary["ensemble"]["members"]), gains["accuracy"]["ensemble"],
+                 gains["accuracy"]["single_mean"], gains["accuracy"]["gain"], gains["balanced_accuracy"]["ensemble"],
+                 gains["balanced_accuracy"]["gain"])
     rows = [{"seed": seed, "fold": e["fold"], **flatten_metrics(e["metrics"])} for seed, e in sorted(per_seed.items())]
     shown = list(GLOBAL_METRICS[:3]) + [t["metric_name"] for t in summary["targets"]
                                         if t["metric_name"] not in GLOBAL_METRICS[:3]]
@@ -107,7 +117,8 @@ def _log_summary(summary: dict[str, Any], n_seeds: int, log: logging.Logger) -> 
 
 def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: Sequence[str],
                  histories: Sequence[str], curves: Sequence[str], predictions: Sequence[str], summary: str | Path,
-                 rule: str, objective: dict[str, str], log: logging.Logger) -> dict[str, Any]:
+                 rule: str, objective: dict[str, str], log: logging.Logger,
+                 ensemble: dict[str, str] | None = None) -> dict[str, Any]:
     """Rule deploy_model: choose one final model on validation (``evaluation.deploy``), never on
     the test set, and copy it with its run's curves and test predictions.
 
@@ -118,6 +129,9 @@ def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: S
         objective: The resolved objective (:func:`imgclf.core.objectives.resolve_objective`): each
             seed's value at its best epoch is what the rule compares.
         log: The job's logger.
+        ensemble: With ``rule`` ensemble: the ensemble's ``model``, ``card``, ``metrics`` and
+            ``predictions`` (rule ensemble_model, evaluate_ensemble); the deployed files are its own,
+            with the curves of its median member.
 
     Returns:
         ``model``, ``history``, ``curves`` and ``predictions`` (the chosen run's files, as bytes),
@@ -132,6 +146,8 @@ def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: S
         raise ImgclfError(f"no final model has a finite {monitor} at its best epoch, so none can be deployed by it",
                           "see the final trainings' histories (results/final/seed_*/history.csv)")
     log.info("deploying by %s (%s)", monitor, objective["why"])
+    if rule == "ensemble":
+        return _deploy_ensemble(records, validation, monitor, objective, histories, curves, summary, ensemble, log)
     choice = choose_deployed(validation, monitor, rule)
     choice["why_metric"] = objective["why"]
     seed = choice["seed"]
@@ -154,4 +170,99 @@ def deploy_model(models: Sequence[str], trainings: Sequence[str], evaluations: S
             "targets": aggregate["targets"], "all_targets_met": aggregate["all_targets_met"],
             # Chosen on this model's validation images; "test" above is its plain argmax evaluation.
             "operating_thresholds": aggregate.get("thresholds_per_seed", {}).get(str(seed))},
+    }
+
+
+def evaluate_ensemble(card: str | Path, evaluations: Sequence[str], predictions: Sequence[str], test: str | Path,
+                      seal: str | Path, events: str | Path, unseal_reason: str | None, ece_bins: int,
+                      log: logging.Logger) -> dict[str, Any]:
+    """Rule evaluate_ensemble: the ensemble of the final models on the sealed test set, one
+    evaluation like any other: checked against and recorded in a seal of its own
+    (``seal/ensemble.json``) and the event log.
+
+    Its probabilities are the mean of its members' sealed test probabilities (their
+    ``predictions.csv``, 6 decimals): what the ensemble model computes, without reading the test
+    images again (a test checks the model against this mean).
+
+    Args:
+        card: The ensemble's card (its members). evaluations, predictions: Each member's test
+            evaluation and predictions, in seed order. test: The test manifest (its hash is sealed).
+        seal, events: The ensemble's seal and the event log. unseal_reason: ``evaluation.unseal_reason``.
+        ece_bins: Bins of the calibration error. log: The job's logger.
+
+    Returns:
+        ``predictions`` and ``metrics`` (last).
+
+    Raises:
+        SealedTestError: A member changed since the ensemble's evaluation, with no unseal reason.
+    """
+    from imgclf.core.io import sha256_file
+    from imgclf.core.metrics import classification_metrics
+    from imgclf.evaluate.metrics import predictions_table
+    from imgclf.evaluate.seal import check_seal, read_seal, record_evaluation
+
+    record = read_json(card)
+    members = [read_json(p) for p in evaluations]
+    seeds = [int(m["seed"]) for m in members]
+    if seeds != [int(s) for s in record["members"]]:
+        raise ImgclfError(f"the ensemble {card} holds seeds {record['members']}, the evaluations are of {seeds}",
+                          "make the ensemble again (snakemake --forcerun ensemble_model)")
+    current = {"members": {str(m["seed"]): m["decisions_sha256"] for m in members},
+               "test_manifest_sha256": sha256_file(test)}
+    event = check_seal(read_seal(seal), current, unseal_reason, "ensemble", "evaluation")
+    classes = record["classes"]
+    tables = [pd.read_csv(p, dtype={"label": str, "predicted": str, "group": str}, keep_default_na=False,
+                          na_values=[""]) for p in predictions]
+    for seed, table in zip(seeds[1:], tables[1:]):
+        if not table["path"].equals(tables[0]["path"]):
+            raise ImgclfError(f"the test predictions of seed {seed} do not list the images of seed {seeds[0]}'s",
+                              "evaluate the final models again on the same test manifest")
+    labels, _ = labels_and_proba(tables[0], classes)
+    proba = sum(labels_and_proba(t, classes)[1] for t in tables) / len(tables)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    metrics = classification_metrics(labels, proba, classes, n_bins=ece_bins)
+    sealed = record_evaluation(seal, events, "ensemble", current, event, {k: metrics[k] for k in HEADLINE})
+    singles = [m["metrics"]["accuracy"] for m in members]
+    log.info("ensemble of %d models: test accuracy %.4f, balanced accuracy %.4f (single models' accuracy %.4f to "
+             "%.4f; evaluation %d of the ensemble, %s)", len(seeds), metrics["accuracy"], metrics["balanced_accuracy"],
+             min(singles), max(singles), sealed["evaluations"], event["status"])
+    manifest_table = tables[0][[c for c in ("path", "label", "group") if c in tables[0]]]
+    return {"predictions": predictions_table(manifest_table, labels, proba, classes),
+            "metrics": {"seed": "ensemble", "members": seeds, "classes": classes, "metrics": metrics,
+                        "test_manifest_sha256": current["test_manifest_sha256"],
+                        "seal": {**event, "evaluation": sealed["evaluations"]}}}
+
+
+def _deploy_ensemble(records: list[dict[str, Any]], validation: dict[int, float], monitor: str,
+                     objective: dict[str, str], histories: Sequence[str], curves: Sequence[str],
+                     summary: str | Path, ensemble: dict[str, str] | None, log: logging.Logger) -> dict[str, Any]:
+    """deploy_model for ``evaluation.deploy: ensemble``: the ensemble's files and card."""
+    if not ensemble:
+        raise ImgclfError("evaluation.deploy is ensemble, but the ensemble's files were not given",
+                          "run the workflow's deploy_model rule, which makes them first")
+    median = choose_deployed(validation, monitor, "median_validation")["seed"]
+    rank = [t["seed"] for t in records].index(median)
+    card, tested = read_json(ensemble["card"]), read_json(ensemble["metrics"])["metrics"]
+    model = Path(ensemble["model"]).read_bytes()
+    aggregate = read_json(summary)
+    choice = {"seed": None, "members": card["members"], "rule": "ensemble", "monitor": monitor, "value": None,
+              "why": f"the mean of the {len(card['members'])} final models' probabilities (seeds "
+                     f"{', '.join(map(str, card['members']))}); its curves are those of seed {median}, the median "
+                     f"by {monitor} on validation", "why_metric": objective["why"]}
+    log.info("deployed the ensemble of seeds %s; its test accuracy %.4f", card["members"], tested["accuracy"])
+    return {
+        "model": model, "history": Path(histories[rank]).read_bytes(), "curves": Path(curves[rank]).read_bytes(),
+        "predictions": Path(ensemble["predictions"]).read_bytes(),
+        "card": {
+            "chosen": choice, "source": str(ensemble["model"]), "sha256": hashlib.sha256(model).hexdigest(),
+            "members": card["members"], "classes": card["classes"], "image_size": card["image_size"],
+            "channels": card["channels"], "input": card["input"], "validation": validation,
+            "config": records[rank]["decisions"]["config"],
+            # The monitor's reference and the int8 calibration images come from this fold (its median
+            # member's); with folds: rotate its validation images trained other members.
+            "fold": records[rank]["fold"],
+            "test": {k: tested[k] for k in HEADLINE},
+            "test_over_seeds": {k: aggregate["aggregate"][k] for k in ("accuracy", "balanced_accuracy")},
+            "targets": aggregate["targets"], "all_targets_met": aggregate["all_targets_met"],
+            "operating_thresholds": None},
     }

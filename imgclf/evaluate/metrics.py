@@ -271,6 +271,9 @@ def headline_metrics(summary: dict[str, Any]) -> dict[str, Any]:
         name.replace("per_class.", "recall_").replace(".recall", ""):
             {k: aggregate[name][k] for k in ("mean", "std", "low", "high")}
         for name in names if name in aggregate}
+    if summary.get("ensemble"):
+        result["ensemble"] = {name.replace("per_class.", "recall_").replace(".recall", ""): row["ensemble"]
+                              for name, row in summary["ensemble"]["metrics"].items()}
     result.update(n_test=summary["n_test"], n_models=len(summary["seeds"]),
                   targets_met=bool(summary["all_targets_met"]),
                   targets_met_with_confidence=bool(summary["all_targets_met_with_confidence"]))
@@ -350,8 +353,65 @@ def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None
             return _fmt(entry["mean"]) if entry else "n/a"
         lines.append(f"| {name} | {mean('precision')} | {mean('recall')} | {mean('specificity')} | "
                      f"{mean('f1')} | {mean('roc_auc')} |")
+    if summary.get("ensemble"):
+        lines += ensemble_markdown(summary["ensemble"], level)
     if deployed:
         lines += ["", "## Deployed model", "",
                   f"Seed {deployed['seed']} ({deployed['rule']}: {deployed['why']}), "
                   f"{deployed['monitor']} {deployed['value']:.4f}."]
     return "\n".join(lines) + "\n"
+
+
+def ensemble_section(ensemble: dict[str, Any], aggregate: dict[str, Any], targets: list[dict[str, Any]],
+                     classes: list[str]) -> dict[str, Any]:
+    """The ensemble's test figures beside the single models' mean, spread and interval.
+
+    Args:
+        ensemble: The ensemble's evaluation (``members``, ``metrics``, ``seal``).
+        aggregate: The single models' aggregate (:func:`summarize_evaluation`).
+        targets: The checked targets (each with ``metric_name`` and its bounds).
+        classes: The classes.
+
+    Returns:
+        ``members``, ``metrics`` (the global metrics and each class's recall: the ensemble's value,
+        the single models' mean, std and interval, and the gain over the mean), ``targets`` (each
+        with the ensemble's value and whether it is met) and ``evaluation`` (its seal's count).
+    """
+    flat = flatten_metrics(ensemble["metrics"])
+    rows = {}
+    for name in (*GLOBAL_METRICS, *(f"per_class.{c}.recall" for c in classes)):
+        if name not in flat or flat[name] is None:
+            continue
+        single = aggregate.get(name, {})
+        mean = single.get("mean")
+        rows[name] = {"ensemble": flat[name], "single_mean": mean, "single_std": single.get("std"),
+                      "single_low": single.get("low"), "single_high": single.get("high"),
+                      "gain": None if mean is None else flat[name] - mean}
+    checked = []
+    for target in targets:
+        value = flat.get(target["metric_name"])
+        low, high = target.get("min"), target.get("max")
+        met = None if value is None else (low is None or value >= low) and (high is None or value <= high)
+        checked.append({"metric_name": target["metric_name"], "min": low, "max": high, "value": value, "met": met})
+    return {"members": ensemble["members"], "metrics": rows, "targets": checked,
+            "evaluation": ensemble.get("seal", {}).get("evaluation")}
+
+
+def ensemble_markdown(section: dict[str, Any], level: str) -> list[str]:
+    """The summary's lines on the ensemble (:func:`ensemble_section`)."""
+    lines = ["", f"## Ensemble of the {len(section['members'])} final models (probabilities averaged)", "",
+             f"One evaluation of the sealed test set (evaluation {section['evaluation']} of the ensemble); "
+             "beside it the single models' mean, spread and interval.", "",
+             f"| metric | ensemble | single models: mean | std | {level} interval | gain over the mean |",
+             "|---|---|---|---|---|---|"]
+    for name, row in section["metrics"].items():
+        lines.append(f"| {name} | {_fmt(row['ensemble'])} | {_fmt(row['single_mean'])} | {_fmt(row['single_std'])} | "
+                     f"[{_fmt(row['single_low'])}, {_fmt(row['single_high'])}] | "
+                     f"{_gain(row['gain'])} |")
+    for target in section["targets"]:
+        lines.append(f"- target {target['metric_name']}: ensemble {_fmt(target['value'])} -> {_verdict(target['met'])}")
+    return lines
+
+
+def _gain(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"

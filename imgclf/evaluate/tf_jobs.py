@@ -99,3 +99,48 @@ def evaluate_model(seed: int, model: str | Path, training: str | Path, test: str
                     "test_manifest_sha256": current["test_manifest_sha256"],
                     "seal": {**event, "evaluation": sealed["evaluations"],
                              "unsealed": [h for h in sealed["history"] if h["status"] == "unsealed"]}}}
+
+
+def ensemble_model(models: list[str], trainings: list[str], log: logging.Logger) -> dict[str, Any]:
+    """Rule ensemble_model: the final models as one model that averages their probabilities
+    (:mod:`imgclf.training.ensemble`), with its card.
+
+    Args:
+        models, trainings: Each final model and its training record, in the same seed order.
+        log: The job's logger.
+
+    Returns:
+        ``model`` (the ``.keras`` file's bytes) and ``card`` (last): the members' seeds, folds and
+        decisions, the classes, the input, and the file's sha256.
+    """
+    import hashlib
+    import tempfile
+
+    records = [read_json(p) for p in trainings]
+    runtime.configure(records[0]["seed"], 1)
+    from imgclf.training.ensemble import build_ensemble
+    from imgclf.training.predict import load_model
+
+    for record in records[1:]:
+        for key in ("classes", "image_size", "channels"):
+            if record[key] != records[0][key]:
+                from imgclf.core.errors import ImgclfError
+
+                raise ImgclfError(f"the final models of seeds {records[0]['seed']} and {record['seed']} differ in "
+                                  f"{key}: they cannot form an ensemble", "train them again from one config")
+    seeds = [int(r["seed"]) for r in records]
+    ensemble = build_ensemble([load_model(p) for p in models], seeds)
+    with tempfile.TemporaryDirectory(prefix="imgclf-ensemble-") as folder:
+        path = Path(folder) / "model.keras"
+        ensemble.save(path)
+        content = path.read_bytes()
+    log.info("ensemble of %d final models (seeds %s): %d parameters", len(seeds), ", ".join(map(str, seeds)),
+             ensemble.count_params())
+    first = records[0]
+    return {"model": content, "card": {
+        "members": seeds, "folds": {str(r["seed"]): r["fold"] for r in records},
+        "decisions_sha256": {str(r["seed"]): r["decisions_sha256"] for r in records},
+        "sources": list(map(str, models)), "sha256": hashlib.sha256(content).hexdigest(),
+        "classes": first["classes"], "image_size": first["image_size"], "channels": first["channels"],
+        "input": "float32 pixel values in [0, 255], shape (batch, height, width, channels); the model rescales",
+        "parameters": int(ensemble.count_params())}}

@@ -7,6 +7,6 @@ _INTERFACE = {
     "formats": ["FORMATS"],
     "jobs": ["model_card"],
     "tf_jobs": ["export_model"],
-    "tflite": ["export_settings"],
+    "tflite": ["export_settings", "interpreter", "load_pixels", "tflite_proba"],
 }
 __all__, __getattr__ = lazy_interface(__name__, _INTERFACE)

@@ -51,6 +51,7 @@ def model_details(deployed: dict[str, Any], model_file: str, sha256: str, n_byte
                                               "early_stopping", "reduce_lr", "augmentation", "class_weights",
                                               "fine_tune")},
         "deployed_seed": deployed["chosen"]["seed"],
+        "ensemble_of": deployed.get("members"),
         "chosen_by": deployed["chosen"]["rule"],
         "why": deployed["chosen"]["why"],
         "validation": {"monitor": deployed["chosen"].get("monitor"), "value": deployed["chosen"].get("value")},
@@ -121,6 +122,8 @@ def metrics_section(evaluation: dict[str, Any], deployed: dict[str, Any]) -> dic
         "over_seeds": {name: _interval(aggregate.get(name)) for name in HEADLINE if name in aggregate},
         "per_class": per_class,
         "deployed_model": deployed.get("test"),
+        # With evaluation.deploy: ensemble, the deployed model is the ensemble: its targets, one by one.
+        "ensemble_targets": (evaluation.get("ensemble") or {}).get("targets"),
         "targets": [{k: t.get(k) for k in ("metric_name", "description", "min", "max", "mean", "low", "high", "met",
                                            "met_with_confidence")} for t in evaluation["targets"]],
         "all_targets_met": evaluation["all_targets_met"],
@@ -291,8 +294,10 @@ def model_card_markdown(card: dict[str, Any]) -> str:
              f"- Architecture: {d['architecture']}; backbone weights: {d['backbone_weights']}",
              f"- Training: {d['training']['optimizer']}, learning rate {d['training']['learning_rate']}, "
              f"batch size {d['training']['batch_size']}, up to {d['training']['epochs']} epochs",
-             f"- Deployed: the final model of seed {d['deployed_seed']} (fold {d['fold']}), chosen by "
-             f"{d['chosen_by']}: {d['why']}",
+             (f"- Deployed: the ensemble of the final models of seeds {', '.join(map(str, d['ensemble_of']))}: {d['why']}"
+              if d.get("ensemble_of") else
+              f"- Deployed: the final model of seed {d['deployed_seed']} (fold {d['fold']}), chosen by "
+              f"{d['chosen_by']}: {d['why']}"),
              f"- Input: {d['input']['image_size'][0]}x{d['input']['image_size'][1]} pixels, "
              f"{d['input']['channels']} channel(s); {d['input']['description']}",
              f"- File: `{d['file']}`, {d['bytes']} bytes, sha256 `{d['sha256']}`",
@@ -312,7 +317,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
               f"Test set of {m['n_test']} images; mean over {len(m['seeds'])} final models (seeds "
               f"{', '.join(map(str, m['seeds']))}) with the {level} {m['interval']}; the deployed model's own in the "
               "last column.", "",
-              f"| metric | mean | {level} interval | deployed model |", "|---|---|---|---|"]
+              f"| metric | mean | {level} interval | deployed model{' (the ensemble)' if m.get('ensemble_targets') else ''} |",
+              "|---|---|---|---|"]
     deployed = m["deployed_model"] or {}
     for name, entry in m["over_seeds"].items():
         lines.append(f"| {name} | {_num(entry['mean'])} | {_range(entry)} | {_num(deployed.get(name))} |")
@@ -323,6 +329,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                                              f"<= {t['max']}" if t.get("max") is not None else "") if x)
             lines.append(f"| {t['metric_name']} {bound} | {_num(t['mean'])} | {_range(t)} | "
                          f"{'yes' if t['met'] else '**no**'} | {'yes' if t['met_with_confidence'] else '**no**'} |")
+    for t in m.get("ensemble_targets") or []:
+        lines.append(f"- the ensemble on target {t['metric_name']}: {_num(t['value'])} -> "
+                     f"{'met' if t['met'] else '**not met**'}")
     thresholds = (m.get("operating_thresholds") or {}).get("classes") or []
     if thresholds:
         applied = m["operating_thresholds"].get("applied")

@@ -95,6 +95,13 @@ def export_model(model: str | Path, deployed: str | Path, train_manifests: Seque
         entry["file"] = str(paths[fmt])
     result["keras"].update(file=str(model), bytes=Path(model).stat().st_size, sha256=sha256_file(model),
                            agreement_with_evaluation=agreement)
+    from imgclf.training.ensemble import ensemble_members
+
+    members = ensemble_members(keras_model)
+    if members:  # an ensemble's size and latency against one of its members'
+        result["ensemble_of"] = len(members)
+        result["ensemble_member"] = export.member_figures(members[0], images[:1], settings["threads"],
+                                                          settings["latency_runs"])
     per_class = {classes[c]: int(n) for c, n in zip(*np.unique(drawn.labels, return_counts=True))}
     result.update(
         seed=record["chosen"]["seed"], fold=fold, classes=classes, image_size=list(size), channels=channels,

@@ -361,6 +361,16 @@ def export_formats(model: Any, formats: list[str], representative: np.ndarray, i
     return contents, {"keras": keras, "formats": results, "findings": export_findings(results)}
 
 
+def member_figures(member: Any, image: np.ndarray, threads: int, runs: int) -> dict[str, Any]:
+    """Size and latency of one member of a deployed ensemble (its float32 TFLite file and Keras
+    model), what the ensemble's cost is compared with."""
+    with saved_model(member) as folder:
+        content = convert(folder, "float32")
+    return {"name": member.name, "float32_bytes": len(content),
+            "float32_latency_ms": tflite_latency(content, image, threads, runs),
+            "keras_latency_ms": keras_latency(member, image, runs)}
+
+
 def _kb(n: int) -> str:
     return f"{n / 1024:.1f}"
 
@@ -371,7 +381,8 @@ def export_markdown(result: dict[str, Any]) -> str:
     formats = result["formats"]
     latency = result["latency"]
     lines = ["# TFLite export of the deployed model", "",
-             f"Deployed seed {result['seed']} (fold {result['fold']}); {result['n_test']} test images; "
+             f"Deployed {'seed ' + str(result['seed']) if result['seed'] is not None else 'ensemble'} "
+             f"(fold {result['fold']}); {result['n_test']} test images; "
              f"int8 calibrated on {result['representative']['n']} training images (seeded draw, stratified by "
              f"class). Latency: one image at a time on the CPU ({latency['cpu']}), {latency['threads']} "
              f"thread(s), {latency['warmup']} warm-up then {latency['runs']} timed runs; jobs running beside "
@@ -388,6 +399,11 @@ def export_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| TFLite {fmt} | {_kb(e['bytes'])} | {e['accuracy']:.4f} | {e['delta']:+.4f}{flag} | "
                      f"{e['agreement_with_keras']:.4f} | {e['max_abs_probability_diff']:.2g} | "
                      f"{e['latency_ms']['median']:.3f} | {e['latency_ms']['p90']:.3f} |")
+    member = result.get("ensemble_member")
+    if member:
+        lines += ["", f"The deployed model is an ensemble of {result['ensemble_of']} models; one of them alone "
+                  f"({member['name']}): float32 TFLite {_kb(member['float32_bytes'])} KiB, latency median "
+                  f"{member['float32_latency_ms']['median']:.3f} ms (Keras {member['keras_latency_ms']['median']:.3f} ms)."]
     names = list(formats)
     if names and formats[names[0]]["per_group"]:
         lines += ["", "## Accuracy per audit group (delta against Keras)", "",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,14 +17,14 @@ from imgclf.report.page import build_report
 from imgclf.report.reproducibility import reproducibility_record as build_record
 
 
-def report_galleries(train: str | Path, predictions: Sequence[str], deployed: str | Path, data_root: str | Path,
+def report_galleries(train: str | Path, predictions: str | Path, deployed: str | Path, data_root: str | Path,
                      settings: dict[str, Any], seed: int, log: logging.Logger) -> dict[str, Any]:
     """Rule report_galleries: sample images of each class, and the deployed model's most confident
     mistakes on the test set.
 
     Args:
         train: The training manifest the samples are drawn from.
-        predictions: Each final model's test predictions (``.../seed_<s>/...``).
+        predictions: The deployed model's test predictions.
         deployed: The deployed model's record (which seed). data_root: The images' folder.
         settings: The ``report`` config section. seed: The experiment's seed (the draw).
         log: The job's logger.
@@ -34,15 +33,15 @@ def report_galleries(train: str | Path, predictions: Sequence[str], deployed: st
         ``samples_plot`` and ``mistakes_plot``.
     """
     samples = sample_per_class(read_index(train), settings["samples_per_class"], seed)
-    chosen = read_json(deployed)["chosen"]["seed"]
-    by_seed = {int(re.search(r"seed_(\d+)", p).group(1)): p for p in predictions}
-    table = pd.read_csv(by_seed[chosen], dtype={"label": str, "predicted": str, "path": str})
+    card = read_json(deployed)
+    chosen = f"ensemble of {len(card['members'])}" if card.get("members") else f"seed {card['chosen']['seed']}"
+    table = pd.read_csv(predictions, dtype={"label": str, "predicted": str, "path": str})
     mistakes = confident_mistakes(table, settings["mistakes"])
     n_wrong = int((table["label"] != table["predicted"]).sum())
     log.info("%d sample images; %d of %d mistakes shown", len(samples), len(mistakes), n_wrong)
     return {"samples_plot": plot_class_samples(samples, data_root, settings["samples_per_class"]),
             "mistakes_plot": plot_mistakes(mistakes, data_root,
-                                           f"Deployed model (seed {chosen}): {len(mistakes)} of its {n_wrong} "
+                                           f"Deployed model ({chosen}): {len(mistakes)} of its {n_wrong} "
                                            f"mistakes on {len(table)} test images, most confident first")}
 
 

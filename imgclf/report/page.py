@@ -76,7 +76,9 @@ def _summary(ctx: dict[str, Any]) -> str:
                      f"</b><span class='note'>{sum(bool(t['met']) for t in targets)} of {len(targets)} met; "
                      f"{sum(bool(t['met_with_confidence']) for t in targets)} with confidence</span></div>")
     if card:
-        cards.append(f"<div class='card'>Deployed model<b>seed {esc(card['chosen']['seed'])}</b>"
+        deployed = (f"ensemble of {len(card['members'])}" if card.get("members")
+                    else f"seed {esc(card['chosen']['seed'])}")
+        cards.append(f"<div class='card'>Deployed model<b>{deployed}</b>"
                      f"<span class='note'>{esc(card['chosen']['rule'])} by {esc(card['chosen'].get('monitor'))}"
                      + (f" ({esc(card['chosen']['why_metric'])})" if card["chosen"].get("why_metric") else "")
                      + "</span></div>")
@@ -248,6 +250,15 @@ def _test(ctx: dict[str, Any]) -> str:
                                                           for name in GLOBAL_METRICS]
     global_rows = [{"metric": label, **{k: aggregate[key].get(k) for k in ("mean", "std", "low", "high")}}
                    for key, label in shown if key in aggregate]
+    ensemble = ""
+    if evaluation.get("ensemble"):
+        section = evaluation["ensemble"]
+        rows = [{"metric": name, "ensemble": row["ensemble"], "single models: mean": row["single_mean"],
+                 "low": row["single_low"], "high": row["single_high"], "gain over the mean": row["gain"]}
+                for name, row in section["metrics"].items()]
+        ensemble = (f"<h3>Ensemble of the {len(section['members'])} final models (deployed)</h3><p class='note'>"
+                    "Their probabilities averaged; one evaluation of the sealed test set, beside the single "
+                    "models' mean and interval.</p>" + table(rows))
     per_class = []
     for name in evaluation["classes"]:
         row: dict[str, Any] = {"class": name}
@@ -278,7 +289,8 @@ def _test(ctx: dict[str, Any]) -> str:
     return (f"<p>{esc(evaluation['n_test'])} test images, evaluated once per final model (seeds "
             f"{esc(', '.join(map(str, evaluation['seeds'])))}); mean, standard deviation and {level} Student-t "
             f"interval over the models.</p>" + events + "<h3>Targets</h3>" + table(targets)
-            + "<h3>Metrics</h3>" + table(global_rows) + "<h3>Per class (mean [interval])</h3>" + table(per_class)
+            + "<h3>Metrics</h3>" + table(global_rows) + ensemble
+            + "<h3>Per class (mean [interval])</h3>" + table(per_class)
             + thresholds
             + figure(inputs.get("metrics_plot"), "metrics over seeds")
             + figure(inputs.get("confusion_matrix"), "confusion matrix summed over the final models")

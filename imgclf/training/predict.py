@@ -63,11 +63,20 @@ def _probabilities(output: np.ndarray, manifest: Manifest) -> np.ndarray:
 def predict_with_embeddings(model: keras.Model, manifest: Manifest, image_size: tuple[int, int], channels: int,
                             batch_size: int, layer: str = "dense") -> tuple[np.ndarray, np.ndarray]:
     """The features of ``layer`` (the head's last hidden layer) and the class probabilities of every
-    image of the manifest, in its order, from one pass.
+    image of the manifest, in its order, from one pass. For an ensemble
+    (:mod:`imgclf.training.ensemble`) the features are its members' ``layer``, side by side.
 
     Raises:
         ImgclfError: The model has no such layer.
     """
+    from imgclf.training.ensemble import ensemble_members
+
+    members = ensemble_members(model)
+    if members:
+        data = make_dataset(manifest, image_size, channels, batch_size, training=False, seed=0, cache=False)
+        parts = [predict_with_embeddings(member, manifest, image_size, channels, batch_size, layer)[0]
+                 for member in members]
+        return np.concatenate(parts, axis=1), _probabilities(model.predict(data, verbose=0), manifest)
     try:
         features = model.get_layer(layer).output
     except ValueError:

@@ -13,4 +13,6 @@ sm = snakemake  # noqa: F821
 with job(sm.log[0], "deploy_model") as log:
     write_outputs(sm.output, deploy_model(sm.input.models, sm.input.trainings, sm.input.evaluations,
                                           sm.input.histories, sm.input.curves, sm.input.predictions,
-                                          sm.input.summary, sm.params.rule, sm.params.objective, log))
+                                          sm.input.summary, sm.params.rule, sm.params.objective, log,
+                                          {k.removeprefix("ensemble_"): sm.input[k] for k in sm.input.keys()
+                                           if k.startswith("ensemble_")}))

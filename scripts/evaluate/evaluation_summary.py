@@ -14,4 +14,4 @@ with job(sm.log[0], "evaluation_summary") as log:
     write_outputs(sm.output, evaluation_summary(sm.input.evaluations, sm.input.index, sm.params.targets,
                                                 sm.params.confidence, log, sm.input.predictions,
                                                 sm.input.validation_predictions, sm.params.ece_bins,
-                                                sm.params.apply_thresholds))
+                                                sm.params.apply_thresholds, sm.input.get("ensemble")))

@@ -67,9 +67,9 @@ def test_the_targets_file_is_derived_from_the_registry():
 def test_dvc_yaml_has_one_stage_per_registry_stage_or_part():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     expected = [part.name for stage in STAGES for part in stage.dvc_stages()]
-    # monitor only runs when the config names batches, weights with ImageNet weights.
+    # monitor and predict only run when the config names batches, weights with ImageNet weights.
     assert [name for name in expected if name in stages] == list(stages)
-    assert set(expected) - set(stages) <= {"monitor", "weights"}
+    assert set(expected) - set(stages) <= {"monitor", "predict", "weights"}
     for name, entry in stages.items():
         assert entry["cmd"] == f"python -m imgclf.dvc_pipeline --run-stage {name}"
 
