@@ -272,6 +272,13 @@ def get_ensemble_deployment(wildcards):
     }
 
 
+def get_saliency_output():
+    """The saliency maps' files, when evaluation.saliency.enabled."""
+    if not config["evaluation"]["saliency"]["enabled"]:
+        return []
+    return [f"results/evaluate/saliency/{name}" for name in ("border_shares.csv", "gallery.png", "saliency.json")]
+
+
 def get_export_output():
     """The TFLite files and their measurements (when export.enabled), and the model card."""
     outputs = ["results/export/model_card.json", "results/export/model_card.md"]
@@ -328,6 +335,7 @@ def get_final_output():
         *get_ensemble_evaluation(None).values(),
         "results/evaluate/deployed/model.keras",
         "results/evaluate/deployed/model.json",
+        *get_saliency_output(),
         "results/audit/groups.json",
         "results/audit/audit.md",
         "results/carbon/carbon.json",
@@ -426,6 +434,9 @@ def get_report_input(wildcards):
     }
     if config["export"]["enabled"]:
         inputs["export"] = "results/export/export.json"
+    if config["evaluation"]["saliency"]["enabled"]:
+        inputs["saliency"] = "results/evaluate/saliency/saliency.json"
+        inputs["saliency_gallery"] = "results/evaluate/saliency/gallery.png"
     if config["monitor"]["batches"]:
         inputs["drift_reports"] = get_monitor_output()
         inputs["drift_plots"] = get_monitor_output("drift.png")

@@ -1,6 +1,7 @@
 # Stage evaluate: each final model evaluated once on the sealed test set (evaluate_model is
 # the only job that reads the test manifest), then the seeds aggregated, the targets checked
-# and one model deployed (docs/evaluate.md).
+# and one model deployed (docs/evaluate.md); its saliency maps explain it.
+from imgclf.audit import audit_settings
 
 
 rule evaluate_model:
@@ -146,3 +147,40 @@ rule deploy_model:
         "../envs/data.yaml"
     script:
         "../scripts/evaluate/deploy_model.py"
+
+
+rule saliency_maps:
+    input:
+        model="results/evaluate/deployed/model.keras",
+        deployed="results/evaluate/deployed/model.json",
+        # The deployed model's test predictions: which images, and what it answered.
+        predictions="results/evaluate/deployed/predictions.csv",
+        index="results/data/index.csv",
+        # The bias audit's reference for the image-slice edges (as in rule audit_models).
+        audit_reference=get_fold_manifest(0, "train"),
+        data_root=get_data_root_input(),
+    output:
+        border_shares="results/evaluate/saliency/border_shares.csv",
+        gallery=report(
+            "results/evaluate/saliency/gallery.png",
+            caption="../report/figure.rst",
+            category="5. Test evaluation",
+        ),
+        saliency="results/evaluate/saliency/saliency.json",
+    params:
+        settings={k: v for k, v in config["evaluation"]["saliency"].items() if k != "enabled"},
+        # The audit's groups (metadata columns binned, image slices): border shares per group.
+        audit=lambda wildcards: audit_settings(config),
+        seed=config["seed"],
+    log:
+        "logs/evaluate/saliency_maps.log",
+    benchmark:
+        "logs/evaluate/saliency_maps.benchmark.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    threads: get_job_threads("evaluate")
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/evaluate/saliency_maps.py"

@@ -4,7 +4,7 @@
 from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
-    "batches": ["STAT_COLUMNS", "Batch", "inspect_batch", "list_batch"],
+    "batches": ["STAT_COLUMNS", "Batch", "inspect_batch", "list_batch", "stratified_draw"],
     "digits": ["digit_images", "write_digit_folder"],
     "imagefile": ["IMAGE_EXTENSIONS", "InspectOptions", "file_kind", "not_regular_detail"],
     "index": ["RESERVED_COLUMNS", "validate_source"],

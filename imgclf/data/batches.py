@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from imgclf.core.errors import DataValidationError, ImgclfError
@@ -141,3 +142,17 @@ def inspect_batch(batch: Batch, options: ValidationOptions, workers: int = 1,
                                   "usable image", "check the batch's files (see the problems listed in the log)")
     dropped = [{"path": p, "problem": c, "detail": d} for p, c, d in bad]
     return good[STAT_COLUMNS].sort_values("path", kind="stable").reset_index(drop=True), dropped
+
+
+def stratified_draw(table: pd.DataFrame, n: int, seed: int, column: str = "label") -> pd.DataFrame:
+    """At most ``n`` rows, drawn (seeded) in proportion to each ``column`` value, in path order."""
+    if len(table) <= n:
+        return table.sort_values("path", kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    shares = table[column].value_counts(normalize=True).sort_index()
+    picked = []
+    for value, share in shares.items():
+        rows = np.flatnonzero((table[column] == value).to_numpy())
+        take = min(len(rows), max(1, round(share * n)))
+        picked.extend(rng.choice(rows, take, replace=False))
+    return table.iloc[sorted(picked)].sort_values("path", kind="stable").reset_index(drop=True)

@@ -73,3 +73,36 @@ def plot_metrics_over_seeds(aggregate: dict[str, Any], names: list[str], targets
     fig.tight_layout()
     fig.set_dpi(100)
     return fig
+
+
+def plot_saliency_gallery(picks: Any, overlays: list[np.ndarray], classes: list[str], per_class: int,
+                          title: str) -> "Figure":
+    """The saliency grid: one row per class, its most confident correct predictions then its most
+    confident mistakes, each image with its Grad-CAM heat map blended over it.
+
+    Args:
+        picks: :func:`imgclf.evaluate.saliency.gallery_picks`' rows (label, predicted, confidence,
+            kind) with ``border_share``, in the order of ``overlays``.
+        overlays: The blended images (uint8 RGB), one per row of ``picks``.
+        classes: The rows' classes. per_class: Images of each kind per class (the grid's columns).
+        title: The figure's title.
+    """
+    columns = 2 * max(per_class, 1)
+    fig, axes = plt.subplots(len(classes), columns, figsize=(1.6 * columns, 1.75 * len(classes) + 0.6),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for (_, row), image in zip(picks.iterrows(), overlays):
+        r = classes.index(str(row["label"]))
+        kind_rows = picks[(picks["label"].astype(str) == str(row["label"])) & (picks["kind"] == row["kind"])]
+        c = list(kind_rows.index).index(row.name) + (per_class if row["kind"] == "mistake" else 0)
+        ax = axes[r, c]
+        ax.imshow(image)
+        verdict = "ok" if row["kind"] == "correct" else f"-> {row['predicted']}"
+        ax.set_title(f"{row['label']} {verdict}\np {row['confidence']:.2f}, border {row['border_share']:.0%}",
+                     fontsize=7, color="black" if row["kind"] == "correct" else "firebrick")
+    for r, name in enumerate(classes):
+        axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

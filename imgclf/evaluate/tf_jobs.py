@@ -144,3 +144,92 @@ def ensemble_model(models: list[str], trainings: list[str], log: logging.Logger)
         "classes": first["classes"], "image_size": first["image_size"], "channels": first["channels"],
         "input": "float32 pixel values in [0, 255], shape (batch, height, width, channels); the model rescales",
         "parameters": int(ensemble.count_params())}}
+
+
+def saliency_maps(model: str | Path, deployed: str | Path, predictions: str | Path, index: str | Path,
+                  audit_reference: str | Path, data_root: str | Path, settings: dict[str, Any],
+                  audit: dict[str, Any], seed: int, resources: JobResources, log: logging.Logger) -> dict[str, Any]:
+    """Rule saliency_maps: what the deployed model looks at on test images (Grad-CAM,
+    :mod:`imgclf.evaluate.saliency`): the report's grid, and the border share per class and per
+    audit group, with a warning for a class whose saliency sits on the image's border.
+
+    The deployed model is sealed and its test predictions written: this explains them and
+    decides nothing (no metric, no choice), like the TFLite export's measurements.
+
+    Args:
+        model, deployed, predictions: The deployed model, its card and its test predictions.
+        index: The index (the images' group columns). audit_reference: The manifest whose images
+            set the audit's image-slice edges. data_root: The images' folder.
+        settings: ``evaluation.saliency`` (images, per_class, margin).
+        audit: What the bias audit reads of the config: the border shares are summarised per
+            audited group (metadata columns binned, image slices), as the audit cuts them.
+        seed: The experiment's seed (the stratified draw). resources: The job's threads and CPUs.
+        log: The job's logger.
+
+    Returns:
+        ``border_shares`` (one row per image), ``gallery`` (the grid) and ``saliency`` (last).
+    """
+    runtime.configure(seed, resources.threads, resources.cpus)
+    import numpy as np
+    import pandas as pd
+
+    from imgclf.audit import audit_group_table
+    from imgclf.core.config import validate_config
+    from imgclf.core.io import read_index
+    from imgclf.data import stratified_draw
+    from imgclf.evaluate import saliency
+    from imgclf.evaluate.plots import plot_saliency_gallery
+    from imgclf.training.ensemble import ensemble_members
+    from imgclf.training.inputs import Manifest, make_dataset
+    from imgclf.training.predict import load_model
+
+    card = read_json(deployed)
+    classes, size, channels = card["classes"], tuple(card["image_size"]), int(card["channels"])
+    table = pd.read_csv(predictions, dtype={"label": str, "predicted": str, "path": str}, keep_default_na=False,
+                        na_values=[""])
+    picks = saliency.gallery_picks(table, classes, settings["per_class"])
+    drawn = stratified_draw(table, settings["images"], seed)
+    chosen = table[table["path"].isin(set(drawn["path"]) | set(picks["path"]))].reset_index(drop=True)
+    labels = chosen["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
+    manifest = Manifest([str(Path(data_root) / p) for p in chosen["path"]], labels, chosen)
+    pixels = np.concatenate([x.numpy() for x, _ in make_dataset(manifest, size, channels, 32, training=False, seed=0,
+                                                                 cache=False)])
+    network = load_model(model)
+    members = ensemble_members(network)
+    # An ensemble's maps are its members' averaged: the layer named is its first member's.
+    layer = saliency.last_conv_layer(members[0] if members else network)
+    predicted = chosen["predicted"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    heat = saliency.grad_cam(network, pixels, predicted)
+    chosen["border_share"] = saliency.border_share(heat, settings["margin"]).round(6)
+    chosen["in_statistics"] = chosen["path"].isin(set(drawn["path"]))
+    groups = audit_group_table(read_index(index), read_index(audit_reference)["path"],
+                               validate_config(dict(audit), source="the audit settings"))
+    columns = list(groups.columns)
+    for column in columns:
+        chosen[column] = chosen["path"].map(groups[column]).astype(str)
+    statistics = chosen[chosen["in_statistics"]]
+    per_class = saliency.border_summary(statistics, "label")
+    uniform = saliency.area_share(size[0], size[1], settings["margin"])
+    findings = saliency.border_findings(per_class, uniform, margin=settings["margin"])
+    for finding in findings:
+        log.warning("%s", finding["message"])
+    position = {p: i for i, p in enumerate(chosen["path"])}
+    shown = picks.merge(chosen[["path", "border_share"]], on="path", how="left")
+    overlays = [saliency.overlay(pixels[position[p]], heat[position[p]]) for p in shown["path"]]
+    what = f"ensemble of {len(card['members'])}" if card.get("members") else f"seed {card['chosen']['seed']}"
+    log.info("Grad-CAM at %s of the deployed model (%s) on %d test images (%d for the statistics): border share "
+             "per class %s (a uniform map: %.2f)", layer.name, what, len(chosen), len(statistics),
+             ", ".join(f"{r['label']} {r['mean_border_share']:.2f}" for _, r in per_class.iterrows()), uniform)
+    keep = ["path", "label", "predicted", "correct", "confidence", "border_share", "in_statistics", *columns]
+    return {
+        "border_shares": chosen[[c for c in keep if c in chosen.columns]],
+        "gallery": plot_saliency_gallery(shown, overlays, classes, settings["per_class"],
+                                         f"Grad-CAM of the deployed model ({what}) at {layer.name}: per class, its "
+                                         "most confident correct predictions, then its most confident mistakes"),
+        "saliency": {"method": "Grad-CAM", "layer": layer.name, "model": what, "margin": settings["margin"],
+                     "uniform_border_share": uniform, "n_images": int(len(statistics)),
+                     "per_class": per_class.to_dict(orient="records"),
+                     "per_group": {c: saliency.border_summary(statistics, c).astype(object).to_dict(orient="records")
+                                   for c in columns},
+                     "findings": findings},
+    }

@@ -21,21 +21,7 @@ import pandas as pd
 
 from imgclf.monitor import drift
 # The batches are listed and read by the data package (the predict stage reads them too).
-from imgclf.data import STAT_COLUMNS, Batch, inspect_batch, list_batch  # noqa: F401
-
-def stratified_draw(table: pd.DataFrame, n: int, seed: int, column: str = "label") -> pd.DataFrame:
-    """At most ``n`` rows, drawn (seeded) in proportion to each ``column`` value, in path order."""
-    if len(table) <= n:
-        return table.sort_values("path", kind="stable").reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    shares = table[column].value_counts(normalize=True).sort_index()
-    picked = []
-    for value, share in shares.items():
-        rows = np.flatnonzero((table[column] == value).to_numpy())
-        take = min(len(rows), max(1, round(share * n)))
-        picked.extend(rng.choice(rows, take, replace=False))
-    return table.iloc[sorted(picked)].sort_values("path", kind="stable").reset_index(drop=True)
-
+from imgclf.data import STAT_COLUMNS, Batch, inspect_batch, list_batch, stratified_draw  # noqa: F401
 
 def _format_findings(batch: pd.DataFrame, reference: pd.DataFrame) -> list[dict[str, Any]]:
     """What the model does with images unlike its training images (they are still predicted)."""

@@ -47,6 +47,9 @@ ACTIONS = {
     "one_class": "The model predicts one class for most images: draw the classes evenly (train.sampling: balanced) "
                  "or weigh them (train.class_weights: balanced), and select by a metric that weighs classes "
                  "(a balanced_accuracy or per-class recall target makes the objective follow it).",
+    "saliency": "The model looks at the image borders for a class (saliency maps): check its saliency grid in the "
+                "report; crop or mask rulers, marks and frames, or even out how each class's images were acquired, "
+                "then retrain (a model that reads a shortcut fails on images without it).",
     "overfitting": "Overfitting (step 5): add augmentation, dropout or weight decay, or stop earlier "
                    "(early stopping on the validation loss); more data helps most.",
     "overconfident": "The validation loss rises while the validation accuracy still improves: the model grows "
@@ -89,6 +92,13 @@ def data_findings(validation: list[dict[str, Any]], audit: list[dict[str, Any]],
     for item in audit:
         found.append(_finding("data", "warning", f"bias audit ({item['column']}): {item['message']}", ACTIONS["data"]))
     return found
+
+
+def saliency_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The saliency maps' warnings (a class whose saliency sits on the border: the model may read a
+    ruler, a mark or a frame) as data findings: material, before any fitting problem."""
+    return [_finding("data", "warning", f"saliency: {item['message']}", ACTIONS["saliency"], hint=item.get("hint", ""))
+            for item in findings]
 
 
 def accuracy_target(targets: list[dict[str, Any]]) -> tuple[str, float] | None:

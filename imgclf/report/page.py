@@ -22,7 +22,8 @@ from imgclf.evaluate import GLOBAL_METRICS
 from imgclf.report.html_parts import as_list, esc, figure, fmt, table, verdict
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, MATERIAL_SHARE, OVERFIT_EPOCHS, OVERFIT_GAP,
                                      OVERFIT_RISE,
-                                     changes_from_weight_samples, data_findings, diagnose_run)
+                                     changes_from_weight_samples, data_findings, diagnose_run,
+                                     saliency_findings)
 
 SECTIONS = (
     ("summary", "At a glance"),
@@ -295,7 +296,28 @@ def _test(ctx: dict[str, Any]) -> str:
             + figure(inputs.get("metrics_plot"), "metrics over seeds")
             + figure(inputs.get("confusion_matrix"), "confusion matrix summed over the final models")
             + "<h3>Misclassified test images, most confident first (deployed model)</h3>"
-            + figure(inputs.get("mistakes_plot"), "misclassified test images"))
+            + figure(inputs.get("mistakes_plot"), "misclassified test images") + _saliency(ctx))
+
+
+def _saliency(ctx: dict[str, Any]) -> str:
+    result, inputs = ctx.get("saliency"), ctx["inputs"]
+    if not result:
+        return ""
+    rows = [{"class": r["label"], "images": r["n"], "mean border share": r["mean_border_share"],
+             "median": r["median_border_share"], "share of images above 0.5": r["share_above_half"]}
+            for r in result["per_class"]]
+    groups = "".join(
+        f"<details><summary>by {esc(column)}</summary>" + table(
+            [{"group": r[column], "images": r["n"], "mean border share": r["mean_border_share"]} for r in records])
+        + "</details>" for column, records in result.get("per_group", {}).items())
+    flags = "".join(f"<p class='bad'>{esc(f['message'])}. {esc(f.get('hint', ''))}</p>" for f in result["findings"])
+    return (f"<h3>What the model looks at (Grad-CAM)</h3><p class='note'>Grad-CAM of the deployed model "
+            f"({esc(result['model'])}) at layer {esc(result['layer'])}, for the class it predicted. The border share "
+            f"is the share of the saliency in the outer {result['margin']:.0%} of the image (a uniform map: "
+            f"{result['uniform_border_share']:.2f}), over {result['n_images']} test images drawn per class; a class "
+            "well above it may be recognised by a ruler, a mark or a frame.</p>"
+            + (flags or "<p>No class's saliency sits on the border.</p>") + table(rows) + groups
+            + figure(inputs.get("saliency_gallery"), "saliency grid"))
 
 
 def _audit(ctx: dict[str, Any]) -> str:
@@ -403,6 +425,8 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
         per_seed_test[int(record["seed"])] = record["metrics"]
     shared = data_findings((validation or {}).get("findings", []), (audit_data or {}).get("findings", []),
                            ((validation or {}).get("summary") or {}).get("n_usable"))
+    saliency = read_json(inputs.get("saliency"))
+    shared += saliency_findings((saliency or {}).get("findings", []))
     targets_met = evaluation["all_targets_met"] if evaluation and evaluation["targets"] else None
     finals = []
     for metrics_path, history_path, curves, histograms, samples in zip(
@@ -421,7 +445,7 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
     return {"inputs": dict(inputs), "config": config, "environment": environment, "generated": generated,
             "validation": validation, "split": read_json(inputs.get("split")), "studies": studies,
             "tune": read_json(inputs.get("tune_best")), "finals": finals, "per_seed_test": per_seed_test,
-            "evaluation": evaluation, "model": model, "audit_data": audit_data,
+            "evaluation": evaluation, "model": model, "audit_data": audit_data, "saliency": saliency,
             "audit_groups": read_json(inputs.get("audit_groups")), "carbon": read_json(inputs.get("carbon")),
             "seeds": [f["seed"] for f in finals], "overall_diagnosis": overall,
             "drifts": [read_json(p) for p in as_list(inputs.get("drift_reports"))],

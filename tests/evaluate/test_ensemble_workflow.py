@@ -54,6 +54,8 @@ def test_the_ensemble_is_evaluated_once_reported_exported_and_predicts_its_evalu
     export = json.loads((workdir / "results/export/export.json").read_text())
     assert export["ensemble_of"] == 2 and export["formats"]["float32"]["agreement_with_keras"] == 1.0
     assert export["formats"]["float32"]["bytes"] > 1.8 * export["ensemble_member"]["float32_bytes"]
+    # The saliency maps of the ensemble: its members' Grad-CAM maps averaged.
+    assert json.loads((evaluate / "saliency/saliency.json").read_text())["model"] == "ensemble of 2"
     html = (workdir / "results/report/report.html").read_text()
     assert "Ensemble of the 2 final models (deployed)" in html and "ensemble of 2" in html
     # One evaluation on record; a second run evaluates nothing again.

@@ -94,9 +94,11 @@ def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, 
     config = write_config(workdir, {**changed, "targets": [{"metric": "accuracy", "min": 0.1}]})
     result = run_snakemake(workdir, "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-4000:]
-    # The summary and what reads it; no training, no evaluation, no audit of the predictions.
+    # The summary and what reads it (the deployed model's card is rewritten: its saliency maps are
+    # drawn again); no training, no evaluation, no audit of the predictions.
     assert jobs_run(result.stderr) == {"evaluation_summary", "deploy_model", "carbon_report", "report_galleries",
-                                       "report_html", "reproducibility_record", "export_model", "model_card", "all"}
+                                       "report_html", "reproducibility_record", "export_model", "model_card",
+                                       "saliency_maps", "all"}
     markdown = (workdir / "results/evaluate/summary.md").read_text()
     assert "Warning: the sealed test set was evaluated again" in markdown
     assert 'reason given: "a reviewer asked for two epochs"; changed: config.train.epochs' in markdown

@@ -5,7 +5,7 @@ import pandas as pd
 from PIL import Image
 
 from imgclf.report.diagnosis import (ACTIONS, data_findings, diagnose_run, epoch_findings, fitting_findings,
-                                     prediction_findings, update_findings)
+                                     prediction_findings, saliency_findings, update_findings)
 from imgclf.core.job import write_file
 from imgclf.report.gallery import confident_mistakes, plot_class_samples, plot_mistakes, sample_per_class
 from imgclf.report.page import config_hash, figure, table
@@ -184,3 +184,13 @@ def test_sixteen_bit_images_are_shown_stretched_not_clipped(tmp_path):
     pixels = _thumbnail(tmp_path / "deep.png", size=16)
     assert pixels.shape == (16, 16, 3) and pixels.min() == 0 and pixels.max() == 255
     assert (pixels == 255).mean() < 0.1  # not washed out to white
+
+
+def test_saliency_on_the_border_is_a_material_data_finding_that_sets_the_next_action():
+    warning = {"code": "saliency_on_border", "severity": "warning", "hint": "crop the rulers",
+               "message": "class 'mel': on average 71% of the model's Grad-CAM saliency lies in the outer 10%"}
+    (finding,) = saliency_findings([warning])
+    assert finding["kind"] == "data" and finding["severity"] == "warning" and finding["hint"] == "crop the rulers"
+    result = diagnose_run(HEALTHY, moving(), TARGETS, saliency_findings([warning]), False)
+    assert result["next_action"] == ACTIONS["saliency"] and "saliency: class 'mel'" in result["reason"]
+    assert saliency_findings([]) == []
