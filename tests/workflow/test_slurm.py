@@ -149,8 +149,13 @@ def test_the_workflow_runs_end_to_end_with_snakemake_profile_slurm(cluster, tmp_
     # The cluster ran the heavy jobs (this run's: its jobs bear its run ID); light ones ran where Snakemake runs.
     run_id = log.split("SLURM run ID: ", 1)[1].split()[0]
     jobs = [job for job in cluster.jobs() if job["name"] == run_id]
-    # validate_data, 2 exploration points, tuning, 2 final trainings, 2 evaluations, the TFLite export
-    assert [job["state"] for job in jobs] == ["COMPLETED"] * (1 + 2 + 1 + 2 + 2 + 1), jobs
+    # validate_data, 2 exploration points, tuning, 2 final trainings, 2 evaluations, the saliency maps
+    # of the deployed model, the TFLite export: each once, each completed.
+    ran = sorted(job["comment"].split("_wildcards")[0] for job in jobs)
+    assert ran == sorted(["rule_validate_data", "rule_explore_point", "rule_explore_point", "rule_tune_search",
+                          "rule_final_train", "rule_final_train", "rule_evaluate_model", "rule_evaluate_model",
+                          "rule_saliency_maps", "rule_export_model"]), jobs
+    assert {job["state"] for job in jobs} == {"COMPLETED"}, jobs
     gpus = {job["comment"].split("_wildcards")[0]: job["tres_per_job"] for job in jobs}
     assert "gpu" in gpus["rule_final_train"] and "gpu" in gpus["rule_explore_point"], gpus
     assert "gpu" not in gpus["rule_evaluate_model"] and "gpu" not in gpus["rule_validate_data"], gpus
