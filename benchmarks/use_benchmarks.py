@@ -1,6 +1,7 @@
 """Using the models (issue 19): what the ensemble gains, predict's speed, and where the models look.
 
-Run: make benchmark-use   (or: python benchmarks/use_benchmarks.py [--runs DIR] [--saliency-images 600])
+Run: make benchmark-use   (or: python benchmarks/use_benchmarks.py [--runs DIR] [--saliency-images 600]
+[--recipes NAME ...])
 
 For each recipe of the transfer benchmark below, the final models of its seeds (trained by
 benchmarks/transfer_benchmarks.py, which this runs first for any seed whose weights are missing,
@@ -11,6 +12,8 @@ on the same manifests: the project's own split of ../shared/data/<set>), on the 
   epoch: what evaluation.deploy: median_validation deploys);
 - the ensemble (the seeds' probabilities averaged: evaluation.deploy: ensemble), and its gain over
   the median model with a paired bootstrap interval over the test images (2,000 resamples);
+- test-time augmentation (evaluation.tta: the image and its two mirrors averaged) of each single
+  model and of the ensemble;
 - predict's images/s: the predict stage's own function (imgclf.predict) on the test manifest
   (sha256 and statistics of every file, then decode, resize, predict, write), the median model
   and the ensemble, one TensorFlow thread;
@@ -38,7 +41,11 @@ OUT = REPO / "benchmarks" / "results"
 #: (data set, transfer-benchmark recipe, the recipe's early-stopping metric, higher is better)
 RECIPES = [("malaria", "pretrained_160", "val_loss", False),
            ("malaria", "small_cnn_augmented", "val_loss", False),
-           ("ham10000", "pretrained_balanced_160", "val_balanced_accuracy", True)]
+           ("ham10000", "pretrained_balanced_160", "val_balanced_accuracy", True),
+           # From scratch (issue 16's 20-minute budget): not in the default run, --recipes names them.
+           ("ham10000", "small_cnn_balanced_deep64", "val_balanced_accuracy", True),
+           ("ham10000", "small_cnn_balanced_deep64_patient", "val_balanced_accuracy", True)]
+DEFAULT_RECIPES = ("pretrained_160", "small_cnn_augmented", "pretrained_balanced_160")
 SEEDS = (1, 2, 3)
 SALIENCY_SET = "ham10000"
 
@@ -155,6 +162,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=OUT / "transfer",
                         help="the transfer benchmark's results (default: %(default)s)")
     parser.add_argument("--saliency-images", type=int, default=600)
+    parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
+                        choices=sorted({method for _, method, _, _ in RECIPES}),
+                        help="the transfer benchmark's recipes to measure (default: %(default)s)")
     args = parser.parse_args()
     from imgclf.core import runtime
 
@@ -163,11 +173,11 @@ def main() -> None:
 
     from imgclf.training.ensemble import build_ensemble
     from imgclf.training.inputs import read_manifest
-    from imgclf.training.predict import predict_proba
+    from imgclf.training.predict import predict_proba, predict_proba_tta
     from transfer_benchmarks import summary
 
     report: dict = {"seeds": list(SEEDS), "recipes": []}
-    for dataset, method, metric, higher in RECIPES:
+    for dataset, method, metric, higher in [r for r in RECIPES if r[1] in args.recipes]:
         models, classes, size, channels, workdir = recipe_models(dataset, method, args.runs)
         root = json.loads((workdir / "prep.json").read_text())["root"]
         test = read_manifest(workdir / "test.csv", root, classes)
@@ -183,6 +193,13 @@ def main() -> None:
                "median_model": {"seed": SEEDS[median], "by": metric, **singles[median]},
                "ensemble": ensemble,
                "gain_over_median": paired_bootstrap(test.labels, probas[median], ensemble_proba, len(classes))}
+        tta = [predict_proba_tta(m, test, size, channels, 64, plain=p) for m, p in zip(models, probas)]
+        tta_singles = [scores(test.labels, p, len(classes)) for p in tta]
+        row["tta"] = {"single": {k: summary([s[k] for s in tta_singles]) for k in ("accuracy", "balanced_accuracy")},
+                      "median_model": tta_singles[median],
+                      "ensemble": scores(test.labels, np.mean(tta, axis=0), len(classes)),
+                      "gain_over_plain_ensemble": paired_bootstrap(test.labels, ensemble_proba, np.mean(tta, axis=0),
+                                                                   len(classes))}
         ensemble_model = build_ensemble(models, list(SEEDS))
         row["predict"] = {"median_model": predict_speed(models[median], classes, size, channels, workdir, root),
                           "ensemble": predict_speed(ensemble_model, classes, size, channels, workdir, root)}
@@ -203,6 +220,18 @@ def main() -> None:
               f"{b['mean']:.3f} ± {b['std']:.3f} | {r['median_model']['balanced_accuracy']:.3f} | "
               f"{r['ensemble']['balanced_accuracy']:.3f} | {g['balanced_accuracy']['gain']:+.3f} "
               f"({g['balanced_accuracy']['ci95'][0]:+.3f} to {g['balanced_accuracy']['ci95'][1]:+.3f}) |")
+    print("\nTest-time augmentation (the image and its two mirrors averaged):\n")
+    print("| data | recipe | single + TTA: accuracy | balanced accuracy | median model + TTA: balanced | "
+          "ensemble + TTA: accuracy | balanced | ensemble + TTA − ensemble: balanced (95% bootstrap) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in report["recipes"]:
+        t = r["tta"]
+        a, b, g = t["single"]["accuracy"], t["single"]["balanced_accuracy"], t["gain_over_plain_ensemble"]
+        print(f"| {r['dataset']} | {r['method']} | {a['mean']:.3f} ± {a['std']:.3f} | {b['mean']:.3f} ± {b['std']:.3f} "
+              f"({b['ci95'][0]:.3f}-{b['ci95'][1]:.3f}) | {t['median_model']['balanced_accuracy']:.3f} | "
+              f"{t['ensemble']['accuracy']:.3f} | {t['ensemble']['balanced_accuracy']:.3f} | "
+              f"{g['balanced_accuracy']['gain']:+.3f} ({g['balanced_accuracy']['ci95'][0]:+.3f} to "
+              f"{g['balanced_accuracy']['ci95'][1]:+.3f}) |")
     print("\n| data | recipe | predict: median model (images/s; whole job) | ensemble of 3 (images/s; whole job) |")
     print("|---|---|---|---|")
     for r in report["recipes"]:

@@ -99,9 +99,11 @@ def check_seal(seal: dict[str, Any] | None, current: dict[str, Any], unseal_reas
             f"and the decisions behind it changed since:\n{describe_changes(diff)}\n"
             f"Its {stage} would look at the test set again after a change, which turns the test set "
             "into one more validation set (docs/practices.md section 3)",
-            "restore the settings above to keep the sealed result; or, if a new evaluation is "
-            "justified, set evaluation.unseal_reason to a sentence saying why (it is recorded in "
-            "the seal's event log, events.jsonl, and in the test summary)")
+            "restore the settings above to keep the sealed result; or, for a new experiment (another data "
+            "set), run it in a working folder of its own (snakemake --directory <folder>, or "
+            "make run SNAKEMAKE_ARGS='--directory <folder>'), leaving this folder's sealed results as they are; "
+            "or, if a new evaluation of this experiment is justified, set evaluation.unseal_reason to a "
+            "sentence saying why (it is recorded in the seal's event log, events.jsonl, and in the test summary)")
     return {"status": "unsealed", "changes": diff, "reason": unseal_reason}
 
 

@@ -23,6 +23,7 @@ def test_the_seal_refuses_changed_decisions_unless_a_reason_is_given(tmp_path):
     with pytest.raises(SealedTestError, match=r"config.train.learning_rate: 0.01 -> 0.02") as error:
         check_seal(seal, changed, None, 1, "training")
     assert "evaluation.unseal_reason" in str(error.value)
+    assert "snakemake --directory <folder>" in str(error.value)  # another data set: a folder of its own
     with pytest.raises(SealedTestError, match="test_manifest_sha256"):
         check_seal(seal, {**now, "test_manifest_sha256": "y"}, None, 1, "evaluation")
     event = check_seal(seal, changed, "a reviewer asked for it", 1, "training")
