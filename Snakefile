@@ -20,6 +20,7 @@ from imgclf.core.config import (
 )
 from imgclf.core.errors import ConfigError
 from imgclf.core.errors import ImgclfError
+from imgclf.evaluate.seal import check_sealed_data
 from imgclf.pipeline import (
     check_config,
     check_config_against_classes,
@@ -70,6 +71,8 @@ include: "rules/common.smk"
 
 try:
     check_config(config, test_manifest=TEST_MANIFEST)
+    # Before any job: a config naming other data would rewrite the sealed run's index and split.
+    check_sealed_data(config, get_seals())
     # Pulled results: adopted by --touch (make restamp); DVC's stages and --forceall (dvc.yaml's
     # generation) force their jobs anyway.
     touching = bool({"--touch", "-t"} & set(sys.argv))

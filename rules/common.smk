@@ -13,6 +13,8 @@ TEST_MANIFEST = "results/split/test.csv"
 PRETRAINED_WEIGHTS = "results/weights/weights.json"
 #: Every training, tuning and evaluation job's emissions record (rule carbon_report reads them all).
 EMISSIONS_FILES = ["results/*/**/*emissions.csv"]
+#: The seals of the final models' test evaluations (rule evaluate_model writes them).
+SEAL_FOLDER = "results/evaluate/seal"
 
 
 def get_config_origin():
@@ -374,6 +376,13 @@ def get_tracked_job_outputs():
         *get_final_files("results/final/seed_{seed}/metrics.json"),
         *get_final_files("results/evaluate/seed_{seed}/metrics.json"),
     ]
+
+
+def get_seals():
+    """Each final model's seal in this folder, by file name (none before the first evaluation)."""
+    from imgclf.evaluate.seal import read_seal
+
+    return {path.name: read_seal(path) for path in sorted(Path(SEAL_FOLDER).glob("*.json"))}
 
 
 def warn_if_unsealed():

@@ -7,7 +7,7 @@ _INTERFACE = {
     "jobs": ["deploy_model", "evaluate_ensemble", "evaluation_summary"],
     "metrics": ["GLOBAL_METRICS", "check_target_definitions", "flatten_metrics"],
     "saliency": ["area_share", "border_share", "border_findings", "border_summary", "grad_cam"],
-    "seal": ["SealedTestError", "check_seal", "read_seal"],
+    "seal": ["SealedTestError", "check_seal", "check_sealed_data", "read_seal"],
     "tf_jobs": ["ensemble_model", "evaluate_model", "saliency_maps"],
     "thresholds": ["thresholded_predictions"],
 }

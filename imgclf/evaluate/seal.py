@@ -107,6 +107,55 @@ def check_seal(seal: dict[str, Any] | None, current: dict[str, Any], unseal_reas
     return {"status": "unsealed", "changes": diff, "reason": unseal_reason}
 
 
+#: The data keys that say which images an experiment is made of (not how they are fed: the
+#: input size and channels are the model's, and tuning may set them).
+DATA_SOURCE_KEYS = ("source", "root", "manifest", "path_column", "label_column", "metadata",
+                    "metadata_file_column", "group_columns", "digits")
+
+
+def data_source(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's data keys naming the images (a seal's ``seed`` is its final model's own)."""
+    data = config.get("data", {})
+    return {f"data.{key}": data.get(key) for key in DATA_SOURCE_KEYS}
+
+
+def check_sealed_data(config: dict[str, Any], seals: dict[str, dict[str, Any]]) -> None:
+    """Load-time check: refuse a config whose data source differs from the sealed run's.
+
+    A final model's seal (:func:`record_evaluation`) is checked when its training or evaluation
+    starts; by then a config naming other data has rewritten the index and the split of the
+    sealed run. This check runs when the workflow loads, before any job, on what every seal
+    recorded of the data (the data keys naming the images).
+
+    Args:
+        config: The validated config, its paths expanded.
+        seals: Each seal read (:func:`read_seal`), by its file name, for messages.
+
+    Raises:
+        SealedTestError: The data source differs from a seal's and ``evaluation.unseal_reason``
+            is not set (a retraining on appended data sets it).
+    """
+    if config["evaluation"].get("unseal_reason") or not seals:
+        return
+    now = data_source(config)
+    for name, seal in sorted(seals.items()):
+        recorded = seal.get("decisions", {}).get("config")
+        if not recorded:
+            continue
+        diff = changes(data_source(recorded), now)
+        if diff:
+            raise SealedTestError(
+                f"the test set in this folder is sealed ({name}: evaluated on {seal.get('evaluated_at')}), "
+                f"and this config names other data than that run:\n{describe_changes(diff)}\n"
+                "Running it here would rewrite the sealed run's index and split before any final "
+                "model is refused; nothing was run",
+                "for a new experiment (another data set), run it in a working folder of its own "
+                "(snakemake --directory <folder>, or make run SNAKEMAKE_ARGS='--directory <folder>'), "
+                "leaving this folder's sealed results as they are; to go on with the sealed run, "
+                "restore the settings above; to retrain it on more data, follow docs/retraining.md "
+                "(it sets evaluation.unseal_reason)")
+
+
 def record_evaluation(seal_path: str | Path, events_path: str | Path, seed: int, current: dict[str, Any],
                       event: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     """Seal a final model's test evaluation and append it to the event log.

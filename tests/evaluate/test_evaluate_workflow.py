@@ -104,6 +104,27 @@ def test_the_sealed_test_set_needs_a_reason_to_be_evaluated_again(pipeline_run, 
     assert 'reason given: "a reviewer asked for two epochs"; changed: config.train.epochs' in markdown
 
 
+def test_a_config_naming_other_data_is_refused_before_any_job_rewrites_the_sealed_run(pipeline_run, tmp_path):
+    from PIL import Image
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(pipeline_run[0], workdir, symlinks=True)
+    kept = {path: path.read_bytes() for path in [workdir / "results/data/index.csv",
+                                                 *sorted((workdir / "results/split").rglob("*.csv"))]}
+    images = tmp_path / "other_data"
+    for label in ("a", "b"):
+        (images / label).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (16, 16), (60 * i, 0, 0)).save(images / label / f"{i}.png")
+    other = {**PIPELINE_CONFIG, "data": {"source": "folder", "root": str(images), "image_size": [16, 16]}}
+    result = run_snakemake(workdir, "--configfile", str(write_config(workdir, other)))
+    assert result.returncode != 0
+    assert "this config names other data than that run" in result.stderr
+    assert 'data.source: "digits" -> "folder"' in result.stderr and "--directory <folder>" in result.stderr
+    assert "Job stats:" not in result.stderr  # refused when the workflow loaded, before planning a job
+    assert all(path.read_bytes() == content for path, content in kept.items())
+
+
 def test_test_time_augmentation_is_reported_beside_the_plain_evaluation(pipeline_run, tmp_path):
     workdir = tmp_path / "tta"
     shutil.copytree(pipeline_run[0], workdir, symlinks=True)

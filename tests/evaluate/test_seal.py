@@ -39,3 +39,26 @@ def test_the_seal_refuses_changed_decisions_unless_a_reason_is_given(tmp_path):
 def test_changes_list_every_differing_key():
     assert changes({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 1, "c": [1, 3], "d": 0}}) == [
         {"key": "a.c", "sealed": [1, 2], "now": [1, 3]}, {"key": "a.d", "sealed": None, "now": 0}]
+
+
+def test_a_config_naming_other_data_is_refused_at_load_when_a_seal_exists():
+    from imgclf.evaluate.seal import check_sealed_data
+
+    sealed_config = {"seed": 42, "data": {"source": "digits", "digits": {"size": 16}, "image_size": [16, 16]}}
+    seals = {"seed_42.json": {"evaluated_at": "2026-12-06T10:00:00+00:00",
+                              "decisions": {"config": sealed_config}}}
+    same = {**sealed_config, "data": {**sealed_config["data"], "image_size": [32, 32]}, "evaluation": {}}
+    check_sealed_data(same, seals)  # the input size is the model's: the seal at training decides
+    other = {"seed": 42, "data": {"source": "folder", "root": "/data/lesions"}, "evaluation": {}}
+    with pytest.raises(SealedTestError, match=r"seed_42.json") as error:
+        check_sealed_data(other, seals)
+    message = str(error.value)
+    assert 'data.source: "digits" -> "folder"' in message and "data.root: null" in message
+    assert "nothing was run" in message and "snakemake --directory <folder>" in message
+    check_sealed_data({**sealed_config, "seed": 7, "evaluation": {}}, seals)  # a seal's seed is its model's
+    with pytest.raises(SealedTestError, match=r"data.digits.size: 16 -> 32"):
+        check_sealed_data({**sealed_config, "data": {"source": "digits", "digits": {"size": 32}}, "evaluation": {}},
+                          seals)
+    check_sealed_data(other, {})  # no seal: nothing to protect
+    # A retraining on appended data gives its reason (docs/retraining.md).
+    check_sealed_data({**other, "evaluation": {"unseal_reason": "batch 2 appended"}}, seals)
