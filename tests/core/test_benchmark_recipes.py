@@ -1,0 +1,37 @@
+"""The benchmarks' recipes are configs the pipeline accepts: a user copies them into a config."""
+
+import copy
+import importlib.util
+
+import pytest
+
+from conftest import REPO
+
+
+def load_transfer_benchmarks():
+    spec = importlib.util.spec_from_file_location("transfer_benchmarks", REPO / "benchmarks/transfer_benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCHMARKS = load_transfer_benchmarks()
+
+
+@pytest.mark.parametrize("method", sorted(BENCHMARKS.METHOD_CONFIGS))
+def test_every_recipe_validates_against_the_schema(method):
+    from imgclf.core.config import validate_config
+
+    raw = {"seed": 1, **copy.deepcopy(BENCHMARKS.METHOD_CONFIGS[method])}  # validation fills in defaults
+    raw["train"] = {**raw["train"], "batch_size": 32}
+    config = validate_config(raw)
+    assert config["model"]["architecture"] == BENCHMARKS.METHOD_CONFIGS[method]["model"]["architecture"]
+
+
+def test_every_recipe_can_be_asked_for_on_the_command_line():
+    assert set(BENCHMARKS.METHOD_CONFIGS) - {"head_on_features", "head_on_images"} == {
+        *BENCHMARKS.METHODS, *BENCHMARKS.RECIPES} - {"tutorial"}
+    zoom = BENCHMARKS.METHOD_CONFIGS["small_cnn_balanced_deep64_zoom"]["train"]["augmentation"]
+    assert zoom["zoom"] == 0.1 and zoom["contrast"] == 0.2
+    # The deep copy keeps the recipe it extends as it was.
+    assert not BENCHMARKS.METHOD_CONFIGS["small_cnn_balanced_deep64_patient"]["train"]["augmentation"].get("zoom")
