@@ -37,7 +37,7 @@ from imgclf.core.io import atomic_write_text, sha256_file, write_csv
 from imgclf.training.features import FeatureSource, feature_datasets, head_model
 from imgclf.training.files import RunFiles  # noqa: F401  (re-exported: the loop's own type)
 from imgclf.training.models import freeze_backbone, get_backbone, unfreeze_top, weight_layers
-from imgclf.training.validation_metrics import ValidationMetrics
+from imgclf.training.validation_metrics import SmoothedMetric, ValidationMetrics, smoothed_name
 
 OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
 WEIGHT_SAMPLES = 4000
@@ -105,8 +105,11 @@ class _Recorder(keras.callbacks.Callback):
     def __init__(self, files: RunFiles, monitor: str, mode: str, phase: int, layers: list,
                  state: dict[str, Any], fingerprint: str, stateful: list, seed: int,
                  last_epoch: int = 0, log: Any = None, target: keras.Model | None = None,
-                 resumable: bool = True) -> None:
+                 resumable: bool = True, watched: str | None = None) -> None:
         super().__init__()
+        # What chooses the best checkpoint: the monitor itself, or its moving average
+        # (train.early_stopping.smoothing); best_value stays the monitor's own value there.
+        self.watched = watched or monitor
         # The classifier whose weights are checkpointed: the fitted model, or the whole
         # classifier while its head alone trains on precomputed features (then no resume
         # state is kept: that phase takes seconds and is redone after an interruption).
@@ -166,12 +169,13 @@ class _Recorder(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "phase": self.phase, "learning_rate": self.learning_rate}
         row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
         self.state["rows"].append(row)
-        value = logs.get(self.monitor)
+        value = logs.get(self.watched)
         if value is not None and math.isfinite(value):
-            best = self.state["best_value"]
+            best = self.state.get("best_watched", self.state["best_value"])
             better = best is None or (value < best if self.mode == "min" else value > best)
             if better:
-                self.state["best_value"], self.state["best_epoch"] = float(value), epoch + 1
+                self.state["best_watched"], self.state["best_epoch"] = float(value), epoch + 1
+                self.state["best_value"] = float(logs.get(self.monitor, value))
                 (self.target or self.model).save_weights(str(self.files.best_weights))
         self._sample(epoch + 1)
         self.state["epoch"], self.state["phase"] = epoch + 1, self.phase
@@ -447,21 +451,29 @@ def train(
         end_epoch = (state["phase1_end"] or 0) + epochs if phase == 2 else epochs
         if start_epoch >= end_epoch:
             continue
-        early = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+        # Early stopping, the rate reduction and the best checkpoint watch the monitor, or its
+        # moving average when train.early_stopping.smoothing is set (one-epoch spikes ignored).
+        smoothing = train_config["early_stopping"].get("smoothing", 0.0)
+        smoother = SmoothedMetric(monitor, smoothing)
+        watched = smoothed_name(monitor) if smoothing else monitor
+        early = keras.callbacks.EarlyStopping(monitor=watched, mode=mode,
                                               patience=train_config["early_stopping"]["patience"])
         reduce = keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode=mode, factor=train_config["reduce_lr"]["factor"],
+            monitor=watched, mode=mode, factor=train_config["reduce_lr"]["factor"],
             patience=train_config["reduce_lr"]["patience"], min_lr=train_config["reduce_lr"]["min_lr"],
             verbose=0)
         finite = _FiniteLoss()
         validation = ValidationMetrics(fit_val, val_labels, class_names)
         recorder = _Recorder(files, monitor, mode, phase, weight_layers(model), state, fingerprint,
                              [("early_stopping", early, ["wait", "best", "best_epoch"]),
-                              ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"])], seed,
-                             end_epoch, log, target=model, resumable=not on_features)
+                              ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"]),
+                              ("smoothing", smoother, ["value"])], seed,
+                             end_epoch, log, target=model, resumable=not on_features, watched=watched)
         if resuming and state.get("learning_rate") and not on_features:
             model.optimizer.learning_rate.assign(state["learning_rate"])
         callbacks: list[keras.callbacks.Callback] = [validation, finite]  # first: the others read its metrics
+        if smoothing:
+            callbacks.append(smoother)
         if train_config["early_stopping"]["enabled"]:
             callbacks.append(early)
         if train_config["reduce_lr"]["enabled"]:

@@ -81,3 +81,41 @@ class ValidationMetrics(keras.callbacks.Callback):
             return
         proba = self.model.predict(self.data, verbose=0)
         logs.update(validation_metrics(self.labels, proba, self.class_names))
+
+
+def smoothed_name(monitor: str) -> str:
+    """The log key of ``monitor``'s moving average (``val_balanced_accuracy_smoothed``)."""
+    return f"{monitor}_smoothed"
+
+
+class SmoothedMetric(keras.callbacks.Callback):
+    """Adds the exponential moving average of one logged metric to the epoch's logs.
+
+    A validation metric measured on a few hundred images jumps from epoch to epoch (balanced
+    accuracy on a few dozen images of the small classes moves by 0.1): early stopping that reads
+    single epochs then stops on a one-epoch spike, and the best checkpoint picks that spike, whose
+    score is partly luck. The average ``s_t = smoothing * s_(t-1) + (1 - smoothing) * v_t``
+    (``s_1 = v_1``, so no start-up bias) follows the trend instead. Place it after
+    :class:`ValidationMetrics` and before the callbacks that watch :func:`smoothed_name`.
+
+    Args:
+        monitor: The logged metric to average.
+        smoothing: The weight of the past, in [0, 1); 0 keeps the metric as it is.
+    """
+
+    def __init__(self, monitor: str, smoothing: float) -> None:
+        super().__init__()
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.monitor, self.smoothing = monitor, float(smoothing)
+        self.value: float | None = None  # the average so far (saved in resume states)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        value = logs.get(self.monitor)
+        if value is not None and np.isfinite(value):
+            value = float(value)
+            self.value = value if self.value is None else self.smoothing * self.value + (1 - self.smoothing) * value
+        if self.value is not None:
+            logs[smoothed_name(self.monitor)] = self.value

@@ -70,7 +70,7 @@ def _fit_trial(request: dict[str, Any], train_manifest: Any, val_manifest: Any, 
 
     from imgclf.core import runtime
     from imgclf.core.objectives import direction, monitor_of
-    from imgclf.training.validation_metrics import ValidationMetrics
+    from imgclf.training.validation_metrics import SmoothedMetric, ValidationMetrics, smoothed_name
     from imgclf.training.inputs import make_dataset
     from imgclf.training.features import FeatureSource, feature_datasets, head_model, uses_features
     from imgclf.training.loop import compile_model
@@ -95,11 +95,16 @@ def _fit_trial(request: dict[str, Any], train_manifest: Any, val_manifest: Any, 
     validation = ValidationMetrics(val_data, val_manifest.labels, classes)
     # First: early stopping and the rate reduction read the metrics it adds.
     callbacks: list[keras.callbacks.Callback] = [validation, keras.callbacks.TerminateOnNaN()]
+    smoothing = train["early_stopping"].get("smoothing", 0.0)
+    watched = monitor
+    if smoothing:  # as in final training: stopping and the rate reduction follow the trend
+        callbacks.append(SmoothedMetric(monitor, smoothing))
+        watched = smoothed_name(monitor)
     if train["early_stopping"]["enabled"]:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=watched, mode=mode,
                                                        patience=train["early_stopping"]["patience"]))
     if train["reduce_lr"]["enabled"]:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=watched, mode=mode,
                                                            factor=train["reduce_lr"]["factor"],
                                                            patience=train["reduce_lr"]["patience"],
                                                            min_lr=train["reduce_lr"]["min_lr"]))

@@ -97,7 +97,7 @@ def test_frozen_backbone_does_not_change_in_phase_1_and_phase_2_fine_tunes(fold,
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_from_its_last_epoch(fold, tmp_path, monkeypatch):
-    config = cfg(train={"epochs": 4, "early_stopping": {"enabled": False}})
+    config = cfg(train={"epochs": 4, "early_stopping": {"enabled": False, "smoothing": 0.5}})
     files = files_in(tmp_path / "run")
     original = loop._Recorder.on_epoch_end
 
@@ -120,7 +120,11 @@ def test_interrupted_run_resumes_from_its_last_epoch(fold, tmp_path, monkeypatch
     keras.backend.clear_session()
     metrics = run_training(config, fold, files, 16, Log())
     assert "resuming from epoch 2 (phase 1)" in messages
-    assert pd.read_csv(files.history)["epoch"].tolist() == [1, 2, 3, 4]
+    history = pd.read_csv(files.history)
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    # The moving average carries over the interruption (restored with the callbacks' state).
+    np.testing.assert_allclose(history["val_loss_smoothed"],
+                               history["val_loss"].ewm(alpha=0.5, adjust=False).mean(), rtol=1e-6)
     assert metrics["epochs_run"] == 4 and not files.resume_dir.exists()
     # Other settings do not resume from a stale state.
     loop.save_resume_state(files, build_model(config["model"], 3, (32, 32, 1)),
@@ -149,6 +153,19 @@ def test_same_seed_gives_identical_weights_across_processes(fold, tmp_path):
     for a, b in zip(models[0].weights, models[1].weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert (outputs[0] / "history.csv").read_text() == (outputs[1] / "history.csv").read_text()
+
+
+def test_smoothing_chooses_the_checkpoint_on_the_moving_average(fold, tmp_path):
+    config = cfg(train={"epochs": 4, "early_stopping": {"monitor": "val_loss", "smoothing": 0.6}})
+    files = files_in(tmp_path / "run")
+    metrics = run_training(config, fold, files, 16)
+    history = pd.read_csv(files.history)
+    expected = history["val_loss"].ewm(alpha=0.4, adjust=False).mean()
+    np.testing.assert_allclose(history["val_loss_smoothed"], expected, rtol=1e-6)
+    best = int(history.loc[history["val_loss_smoothed"].idxmin(), "epoch"])
+    assert metrics["best_epoch"] == best
+    # best_value is the monitor's own value at that epoch: what deployment ranks seeds by.
+    assert metrics["best_value"] == pytest.approx(float(history.loc[history["epoch"] == best, "val_loss"].iloc[0]))
 
 
 def test_divergence_is_recorded_or_fails(fold, tmp_path):

@@ -11,7 +11,8 @@ runtime.configure(0, 1)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from imgclf.training.validation_metrics import ValidationMetrics, validation_metrics  # noqa: E402
+from imgclf.training.validation_metrics import (  # noqa: E402
+    SmoothedMetric, ValidationMetrics, smoothed_name, validation_metrics)
 
 CLASSES = ["akiec", "mel", "nv"]
 
@@ -71,3 +72,47 @@ def test_the_callback_adds_the_metrics_early_stopping_reads():
     proba = model.predict(data, verbose=0)
     assert history["val_balanced_accuracy"][-1] == pytest.approx(
         sk.balanced_accuracy_score(y, proba.argmax(axis=1)))
+
+
+def test_the_moving_average_is_an_exponential_one_started_by_the_first_value():
+    import pandas as pd
+
+    values = [0.50, 0.55, 0.90, 0.60, float("nan"), 0.64]
+    smoother = SmoothedMetric("val_balanced_accuracy", 0.6)
+    got = []
+    for epoch, value in enumerate(values):
+        logs = {"val_balanced_accuracy": value}
+        smoother.on_epoch_end(epoch, logs)
+        got.append(logs[smoothed_name("val_balanced_accuracy")])
+    finite = pd.Series([v for v in values if np.isfinite(v)]).ewm(alpha=0.4, adjust=False).mean().tolist()
+    # A NaN epoch (a class absent) carries the average over instead of poisoning it.
+    assert got == pytest.approx(finite[:4] + [finite[3]] + finite[4:])
+    with pytest.raises(ValueError, match="smoothing"):
+        SmoothedMetric("val_loss", 1.0)
+
+
+def watch(values, smoothing, patience=3):
+    """The epoch (1-based) at which early stopping ends a run whose metric takes these values."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    smoother = SmoothedMetric("val_balanced_accuracy", smoothing)
+    monitor = smoothed_name("val_balanced_accuracy") if smoothing else "val_balanced_accuracy"
+    stop = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience)
+    for callback in (smoother, stop):
+        callback.set_model(model)
+    model.stop_training = False
+    stop.on_train_begin()
+    for epoch, value in enumerate(values):
+        logs = {"val_balanced_accuracy": value}
+        smoother.on_epoch_end(epoch, logs)
+        stop.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            return epoch + 1
+    return None
+
+
+def test_early_stopping_on_the_average_rides_out_a_one_epoch_spike():
+    """HAM10000's third seed: a spike at the initial rate stopped a run that was still improving."""
+    climbing = [0.40, 0.45, 0.50, 0.60, 0.52, 0.54, 0.56, 0.58, 0.60, 0.62]
+    assert watch(climbing, 0.0) == 7  # three epochs below the spike
+    assert watch(climbing, 0.6) is None  # the trend keeps rising: no stop
+    assert watch([0.40, 0.50, 0.55, 0.50, 0.48, 0.47, 0.46, 0.45, 0.44, 0.43], 0.6) is not None
