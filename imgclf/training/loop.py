@@ -80,6 +80,36 @@ class RunResult:
     resume_discarded: str | None = None
 
 
+@dataclass
+class PlateauCallbacks:
+    """Early stopping and the rate reduction of one ``train`` section, watching the same metric."""
+
+    smoother: SmoothedMetric  # adds the monitor's moving average (used when smoothing is set)
+    early: keras.callbacks.EarlyStopping
+    reduce: keras.callbacks.ReduceLROnPlateau
+    watched: str  # the monitor, or its moving average's log key
+    active: list[keras.callbacks.Callback]  # those the section enables, in the order fit needs
+
+
+def plateau_callbacks(train_config: dict[str, Any], monitor: str) -> PlateauCallbacks:
+    """Early stopping and ReduceLROnPlateau on ``monitor``, or on its moving average when
+    ``train.early_stopping.smoothing`` is set (one-epoch spikes of a noisy metric ignored).
+    Final training and tuning trials share them; place ``active`` after :class:`ValidationMetrics`."""
+    mode = direction(monitor)
+    smoothing = train_config["early_stopping"]["smoothing"]
+    smoother = SmoothedMetric(monitor, smoothing)
+    watched = smoothed_name(monitor) if smoothing else monitor
+    early = keras.callbacks.EarlyStopping(monitor=watched, mode=mode,
+                                          patience=train_config["early_stopping"]["patience"])
+    reduce = keras.callbacks.ReduceLROnPlateau(
+        monitor=watched, mode=mode, factor=train_config["reduce_lr"]["factor"],
+        patience=train_config["reduce_lr"]["patience"], min_lr=train_config["reduce_lr"]["min_lr"], verbose=0)
+    active = [smoother] if smoothing else []
+    active += [early] if train_config["early_stopping"]["enabled"] else []
+    active += [reduce] if train_config["reduce_lr"]["enabled"] else []
+    return PlateauCallbacks(smoother, early, reduce, watched, active)
+
+
 class _FiniteLoss(keras.callbacks.Callback):
     """Stops training after the first epoch whose loss is NaN or infinite.
 
@@ -171,7 +201,7 @@ class _Recorder(keras.callbacks.Callback):
         self.state["rows"].append(row)
         value = logs.get(self.watched)
         if value is not None and math.isfinite(value):
-            best = self.state.get("best_watched", self.state["best_value"])
+            best = self.state["best_watched"]  # the smoothed value when smoothing is set
             better = best is None or (value < best if self.mode == "min" else value > best)
             if better:
                 self.state["best_watched"], self.state["best_epoch"] = float(value), epoch + 1
@@ -208,7 +238,7 @@ def _jsonable(value: Any) -> Any:
 
 def _fresh_state() -> dict[str, Any]:
     return {"epoch": 0, "phase": 1, "rows": [], "best_value": None, "best_epoch": None,
-            "callbacks": {}, "weights": {}, "weight_norm0": {}, "changes": [], "phase1_end": None,
+            "best_watched": None, "callbacks": {}, "weights": {}, "weight_norm0": {}, "changes": [], "phase1_end": None,
             "learning_rate": None}
 
 
@@ -451,33 +481,20 @@ def train(
         end_epoch = (state["phase1_end"] or 0) + epochs if phase == 2 else epochs
         if start_epoch >= end_epoch:
             continue
-        # Early stopping, the rate reduction and the best checkpoint watch the monitor, or its
-        # moving average when train.early_stopping.smoothing is set (one-epoch spikes ignored).
-        smoothing = train_config["early_stopping"].get("smoothing", 0.0)
-        smoother = SmoothedMetric(monitor, smoothing)
-        watched = smoothed_name(monitor) if smoothing else monitor
-        early = keras.callbacks.EarlyStopping(monitor=watched, mode=mode,
-                                              patience=train_config["early_stopping"]["patience"])
-        reduce = keras.callbacks.ReduceLROnPlateau(
-            monitor=watched, mode=mode, factor=train_config["reduce_lr"]["factor"],
-            patience=train_config["reduce_lr"]["patience"], min_lr=train_config["reduce_lr"]["min_lr"],
-            verbose=0)
+        # The best checkpoint watches what early stopping and the rate reduction watch.
+        plateau = plateau_callbacks(train_config, monitor)
+        early = plateau.early
         finite = _FiniteLoss()
         validation = ValidationMetrics(fit_val, val_labels, class_names)
         recorder = _Recorder(files, monitor, mode, phase, weight_layers(model), state, fingerprint,
                              [("early_stopping", early, ["wait", "best", "best_epoch"]),
-                              ("reduce_lr", reduce, ["wait", "best", "cooldown_counter"]),
-                              ("smoothing", smoother, ["value"])], seed,
-                             end_epoch, log, target=model, resumable=not on_features, watched=watched)
+                              ("reduce_lr", plateau.reduce, ["wait", "best", "cooldown_counter"]),
+                              ("smoothing", plateau.smoother, ["value"])], seed,
+                             end_epoch, log, target=model, resumable=not on_features, watched=plateau.watched)
         if resuming and state.get("learning_rate") and not on_features:
             model.optimizer.learning_rate.assign(state["learning_rate"])
-        callbacks: list[keras.callbacks.Callback] = [validation, finite]  # first: the others read its metrics
-        if smoothing:
-            callbacks.append(smoother)
-        if train_config["early_stopping"]["enabled"]:
-            callbacks.append(early)
-        if train_config["reduce_lr"]["enabled"]:
-            callbacks.append(reduce)
+        # First: the others read its metrics.
+        callbacks: list[keras.callbacks.Callback] = [validation, finite, *plateau.active]
         if files.tensorboard_dir is not None:
             callbacks.append(keras.callbacks.TensorBoard(
                 str(files.tensorboard_dir), histogram_freq=train_config["tensorboard_histogram_freq"],

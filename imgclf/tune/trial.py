@@ -69,11 +69,11 @@ def _fit_trial(request: dict[str, Any], train_manifest: Any, val_manifest: Any, 
     import keras
 
     from imgclf.core import runtime
-    from imgclf.core.objectives import direction, monitor_of
-    from imgclf.training.validation_metrics import SmoothedMetric, ValidationMetrics, smoothed_name
+    from imgclf.core.objectives import monitor_of
+    from imgclf.training.validation_metrics import ValidationMetrics
     from imgclf.training.inputs import make_dataset
     from imgclf.training.features import FeatureSource, feature_datasets, head_model, uses_features
-    from imgclf.training.loop import compile_model
+    from imgclf.training.loop import compile_model, plateau_callbacks
     from imgclf.training.models import build_model, freeze_backbone, is_pretrained, unfreeze_top
 
     config = request["config"]
@@ -91,23 +91,10 @@ def _fit_trial(request: dict[str, Any], train_manifest: Any, val_manifest: Any, 
         freeze_backbone(model)
     compile_model(model, train, train["learning_rate"])
     monitor = monitor_of(train)  # the parent resolved auto from the targets
-    mode = direction(monitor)
     validation = ValidationMetrics(val_data, val_manifest.labels, classes)
     # First: early stopping and the rate reduction read the metrics it adds.
-    callbacks: list[keras.callbacks.Callback] = [validation, keras.callbacks.TerminateOnNaN()]
-    smoothing = train["early_stopping"].get("smoothing", 0.0)
-    watched = monitor
-    if smoothing:  # as in final training: stopping and the rate reduction follow the trend
-        callbacks.append(SmoothedMetric(monitor, smoothing))
-        watched = smoothed_name(monitor)
-    if train["early_stopping"]["enabled"]:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=watched, mode=mode,
-                                                       patience=train["early_stopping"]["patience"]))
-    if train["reduce_lr"]["enabled"]:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=watched, mode=mode,
-                                                           factor=train["reduce_lr"]["factor"],
-                                                           patience=train["reduce_lr"]["patience"],
-                                                           min_lr=train["reduce_lr"]["min_lr"]))
+    callbacks: list[keras.callbacks.Callback] = [validation, keras.callbacks.TerminateOnNaN(),
+                                                 *plateau_callbacks(train, monitor).active]
     fitted, fit_train, fit_val = model, train_data, val_data
     if uses_features(model_config, train, augmented=False):  # trials never augment
         # The head alone on features computed once: a trial of head settings costs seconds.
