@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 PIP_QUIET ?= -q
+# pytest-xdist workers for make test: one per core, at most 4 (make test TEST_WORKERS=0: in this process).
+TEST_WORKERS ?= auto
 
 # A comma inside $(if ...) arguments.
 comma := ,
@@ -44,7 +46,7 @@ predict: venv
 
 ## Every test, the workflow tests included.
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 ## The unit tests only (no Snakemake, no cluster, no browser, no long training): under 3 minutes on 2 cores.
 test-fast: venv

@@ -21,6 +21,25 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+#: Session fixtures that run the real Snakefile: every test that uses one runs on the same worker.
+SHARED_RUNS = ("pipeline_run", "digits_run")
+#: The work units of many minutes (a fixture, or a module's path).
+LONGEST_UNITS = ("tests/workflow/test_slurm.py", "pipeline_run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work units for pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers or more):
+    the tests of one shared workflow run form one unit, so that run happens once per session; the
+    others go by module, so that a module's fixtures (a SLURM cluster, a DVC repository) start once."""
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in item.fixturenames]
+        group = shared[0] if shared else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):  # an xdist worker: the longest units first, the short ones fill in
+        items.sort(key=lambda item: not any(unit in item.nodeid or unit in item.fixturenames
+                                            for unit in LONGEST_UNITS))
+
+
 def shared_dataset(name: str) -> Path:
     """A data set from ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA / name
