@@ -23,21 +23,25 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 #: Session fixtures that run the real Snakefile: every test that uses one runs on the same worker.
 SHARED_RUNS = ("pipeline_run", "digits_run")
-#: The work units of many minutes (a fixture, or a module's path).
+#: The work units of many minutes (a fixture's name, or a module's path): an xdist worker takes them first.
 LONGEST_UNITS = ("tests/workflow/test_slurm.py", "pipeline_run")
 
 
+def xdist_group_of(item: pytest.Item) -> str:
+    """The shared workflow run the test uses, or else its module's path."""
+    shared = [name for name in SHARED_RUNS if name in item.fixturenames]
+    return shared[0] if shared else item.nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Work units for pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers or more):
-    the tests of one shared workflow run form one unit, so that run happens once per session; the
-    others go by module, so that a module's fixtures (a SLURM cluster, a DVC repository) start once."""
+    """Work units for pytest-xdist's ``--dist loadgroup`` (``make test``): the tests of one shared
+    workflow run form one unit, so that run happens once per session; the others go by module, so
+    that a module's fixtures (a SLURM cluster, a DVC repository) start once."""
+    groups = {item.nodeid: xdist_group_of(item) for item in items}
     for item in items:
-        shared = [name for name in SHARED_RUNS if name in item.fixturenames]
-        group = shared[0] if shared else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     if hasattr(config, "workerinput"):  # an xdist worker: the longest units first, the short ones fill in
-        items.sort(key=lambda item: not any(unit in item.nodeid or unit in item.fixturenames
-                                            for unit in LONGEST_UNITS))
+        items.sort(key=lambda item: groups[item.nodeid] not in LONGEST_UNITS)
 
 
 def shared_dataset(name: str) -> Path:
