@@ -35,3 +35,20 @@ def test_every_recipe_can_be_asked_for_on_the_command_line():
     assert zoom["zoom"] == 0.1 and zoom["contrast"] == 0.2
     # The deep copy keeps the recipe it extends as it was.
     assert not BENCHMARKS.METHOD_CONFIGS["small_cnn_balanced_deep64_patient"]["train"]["augmentation"].get("zoom")
+
+
+def test_seed_ensemble_averages_the_seeds_probabilities(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"path": ["a/1.png", "b/2.png", "a/3.png"], "label": ["a", "b", "a"]}).to_csv(
+        tmp_path / "index.csv", index=False)
+    pd.DataFrame({"path": ["a/1.png", "b/2.png", "a/3.png"], "label": ["a", "b", "a"]}).to_csv(
+        tmp_path / "test.csv", index=False)
+    # Seed 1 calls image 2 "a" and seed 2 is surer of "b": the average calls it "b". Both call image 3 "b".
+    runs = [{"test_probabilities": [[0.9, 0.1], [0.6, 0.4], [0.4, 0.6]]},
+            {"test_probabilities": [[0.6, 0.4], [0.2, 0.8], [0.45, 0.55]]}]
+    together = BENCHMARKS.seed_ensemble(tmp_path, runs)
+    assert together["test_accuracy"] == pytest.approx(2 / 3)
+    assert together["test_balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
+    # A run saved before the probabilities were kept: no ensemble rather than a wrong one.
+    assert BENCHMARKS.seed_ensemble(tmp_path, [*runs, {"test_accuracy": 0.5}]) is None
