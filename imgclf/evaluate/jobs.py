@@ -14,6 +14,7 @@ import pandas as pd
 
 from imgclf.core.errors import ImgclfError
 from imgclf.core.io import read_index, read_json
+from imgclf.evaluate.agreement import agreed_errors
 from imgclf.evaluate.metrics import (
     GLOBAL_METRICS,
     choose_deployed,
@@ -77,6 +78,13 @@ def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, tar
                              plain["sensitivity"], shifted["specificity"], plain["specificity"],
                              "; applied" if apply_thresholds else "")
     summary = summarize_evaluation(per_seed, targets, classes, confidence)
+    tables = [pd.read_csv(path, dtype={"label": str, "predicted": str}) for path in test_predictions]
+    summary["agreed_errors"] = agreed_errors(tables)
+    if summary["agreed_errors"]:
+        agreed = summary["agreed_errors"]
+        log.info("%d of %d test images misclassified by all %d models (%d of them confidently, with the same "
+                 "answer): listed in summary.md for a label check", agreed["count"], agreed["n_test"],
+                 agreed["models"], agreed["confident"])
     if ensemble is not None:
         summary["ensemble"] = ensemble_section(read_json(ensemble), summary["aggregate"], summary["targets"], classes)
         gains = summary["ensemble"]["metrics"]

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from imgclf.core.errors import ConfigError
+from imgclf.evaluate.agreement import agreed_errors_markdown
 from imgclf.core.objectives import direction
 
 #: Metrics a target can name; per-class ones need a class.
@@ -355,6 +356,7 @@ def evaluation_markdown(summary: dict[str, Any], deployed: dict[str, Any] | None
                      f"{mean('f1')} | {mean('roc_auc')} |")
     if summary.get("ensemble"):
         lines += ensemble_markdown(summary["ensemble"], level)
+    lines += agreed_errors_markdown(summary.get("agreed_errors"))
     if deployed:
         lines += ["", "## Deployed model", "",
                   f"Seed {deployed['seed']} ({deployed['rule']}: {deployed['why']}), "

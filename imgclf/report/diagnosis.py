@@ -50,6 +50,11 @@ ACTIONS = {
     "saliency": "The model looks at the image borders for a class (saliency maps): check its saliency grid in the "
                 "report; crop or mask rulers, marks and frames, or even out how each class's images were acquired, "
                 "then retrain (a model that reads a shortcut fails on images without it).",
+    "labels": "Every final model gives the same other class, confidently, for these test images (listed under "
+              "\"Images every model gets wrong\" in the test section): have someone who knows the classes check "
+              "their labels without seeing the models' answers, and the training images' labels the same way. Fix "
+              "a wrong label in the data (a new data version); never drop only the test images the models miss, "
+              "which would flatter the test figure.",
     "overfitting": "Overfitting (step 5): add augmentation, dropout or weight decay, or stop earlier "
                    "(early stopping on the validation loss); more data helps most.",
     "overconfident": "The validation loss rises while the validation accuracy still improves: the model grows "
@@ -99,6 +104,20 @@ def saliency_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ruler, a mark or a frame) as data findings: material, before any fitting problem."""
     return [_finding("data", "warning", f"saliency: {item['message']}", ACTIONS["saliency"], hint=item.get("hint", ""))
             for item in findings]
+
+
+def label_findings(agreed: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Test images every final model gets wrong (:func:`imgclf.evaluate.agreement.agreed_errors`),
+    as a data finding: material when at least :data:`MATERIAL_SHARE` of the test images (and at
+    least 3) are *confident* agreed errors (every model sure of the same other class: what a label
+    error looks like); otherwise a note, which never sets the next action."""
+    if not agreed or not agreed["count"]:
+        return []
+    confident, n_test = agreed["confident"], agreed["n_test"]
+    material = confident >= max(3, MATERIAL_SHARE * n_test)
+    message = (f"{agreed['count']} of {n_test} test images are misclassified by all {agreed['models']} final models, "
+               f"{confident} of them confidently with the same answer: possible label errors")
+    return [_finding("data", "warning" if material else "note", message, ACTIONS["labels"], variant="labels")]
 
 
 def accuracy_target(targets: list[dict[str, Any]]) -> tuple[str, float] | None:

@@ -23,7 +23,7 @@ from imgclf.report.html_parts import as_list, esc, figure, fmt, table, verdict
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, MATERIAL_SHARE, OVERFIT_EPOCHS, OVERFIT_GAP,
                                      OVERFIT_RISE,
                                      changes_from_weight_samples, data_findings, diagnose_run,
-                                     saliency_findings)
+                                     label_findings, saliency_findings)
 
 SECTIONS = (
     ("summary", "At a glance"),
@@ -287,12 +287,23 @@ def _test(ctx: dict[str, Any]) -> str:
                       "to meet the sensitivity target (plain -> thresholded, mean over the models); "
                       + ("applied to the figures above." if applied else
                          "not applied (evaluation.apply_thresholds: false).") + "</p>" + table(rows))
+    agreed = ""
+    if evaluation.get("agreed_errors") and evaluation["agreed_errors"]["count"]:
+        found = evaluation["agreed_errors"]
+        rows = [{"image": m["path"], "label": m["label"], "answered": m["answered"],
+                 "mean probability of the label": m["p_label"]} for m in found["images"]]
+        agreed = (f"<h3>Images every model gets wrong</h3><p class='note'>{esc(found['count'])} of "
+                  f"{esc(found['n_test'])} test images misclassified by all {esc(found['models'])} final models "
+                  f"(each got {found['mean_errors']:.1f} wrong on average); {esc(found['confident'])} of them "
+                  f"confidently, with the same answer. Have their labels checked by someone who does not see the "
+                  f"models' answers; fix a wrong label in the data, never by dropping only the test images the "
+                  f"models miss.</p>" + table(rows))
     return (f"<p>{esc(evaluation['n_test'])} test images, evaluated once per final model (seeds "
             f"{esc(', '.join(map(str, evaluation['seeds'])))}); mean, standard deviation and {level} Student-t "
             f"interval over the models.</p>" + events + "<h3>Targets</h3>" + table(targets)
             + "<h3>Metrics</h3>" + table(global_rows) + ensemble
             + "<h3>Per class (mean [interval])</h3>" + table(per_class)
-            + thresholds
+            + thresholds + agreed
             + figure(inputs.get("metrics_plot"), "metrics over seeds")
             + figure(inputs.get("confusion_matrix"), "confusion matrix summed over the final models")
             + "<h3>Misclassified test images, most confident first (deployed model)</h3>"
@@ -427,6 +438,7 @@ def load_context(inputs: Mapping[str, Any], config: dict[str, Any], environment:
                            ((validation or {}).get("summary") or {}).get("n_usable"))
     saliency = read_json(inputs.get("saliency"))
     shared += saliency_findings((saliency or {}).get("findings", []))
+    shared += label_findings((evaluation or {}).get("agreed_errors"))
     targets_met = evaluation["all_targets_met"] if evaluation and evaluation["targets"] else None
     finals = []
     for metrics_path, history_path, curves, histograms, samples in zip(

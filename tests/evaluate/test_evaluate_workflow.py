@@ -35,6 +35,16 @@ def test_test_evaluation_checks_targets_and_deploys_the_median_model(pipeline_ru
         assert len(predictions) - 1 == summary["n_test"]
     markdown = (workdir / "results/evaluate/summary.md").read_text()
     assert "| ece <= 0.0 |" in markdown and "NOT all met" in markdown
+    # The images both models got wrong, from their saved test predictions.
+    import pandas as pd
+
+    tables = [pd.read_csv(workdir / f"results/evaluate/seed_{seed}/predictions.csv", dtype=str) for seed in (42, 43)]
+    missed = set(tables[0].loc[tables[0]["correct"] == "False", "path"]) & set(
+        tables[1].loc[tables[1]["correct"] == "False", "path"])
+    agreed = summary["agreed_errors"]
+    assert (agreed["models"], agreed["n_test"], agreed["count"]) == (2, summary["n_test"], len(missed))
+    assert {m["path"] for m in agreed["images"]} <= missed
+    assert "## Images every model gets wrong" in markdown
     card = json.loads((workdir / "results/evaluate/deployed/model.json").read_text())
     assert card["chosen"]["rule"] == "median_validation" and card["chosen"]["seed"] in (42, 43)
     assert card["operating_thresholds"]["classes"][0]["class"] == "8"

@@ -57,6 +57,10 @@ def test_the_html_report_holds_every_section_of_the_run(pipeline_run):
     assert sections["training"].count("<details") == 2 and "Next action" in sections["training"]
     assert "ece &lt;= 0.0" in sections["test"] and "Misclassified" in sections["test"]
     assert "Operating thresholds" in sections["test"] and "sensitivity &gt;= 0.6" in sections["test"]
+    agreed = summary["agreed_errors"]
+    assert ("Images every model gets wrong" in sections["test"]) == (agreed["count"] > 0)
+    for image in agreed["images"][:3]:
+        assert image["path"] in sections["test"]
     assert "image:brightness" in sections["audit"] and "Cramér" in sections["audit"]
     assert "world average" in sections["carbon"] and "tensorflow-cpu" in sections["environment"]
     assert "TFLite int8" in sections["deployment"] and "Limitations" in sections["deployment"]
