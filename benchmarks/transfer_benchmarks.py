@@ -339,13 +339,18 @@ def _tutorial(workdir: Path, root: str, classes: list[str], seed: int) -> tuple[
 
 
 def run_fingerprint(dataset: str, method: str, seed: int, workdir: Path) -> str:
-    """What defines a run: its settings, the manifests, this file and the code a run executes
-    (imgclf's core, data, split and training packages)."""
+    """What defines a run: its settings, the manifests, the functions of this file a run executes
+    (not the whole file: adding a recipe keeps the finished runs of the others) and the code of
+    imgclf's core, data, split and training packages."""
+    import inspect
+
     digest = hashlib.sha256(json.dumps([dataset, method, seed, METHOD_CONFIGS.get(method)], sort_keys=True).encode())
     for name in ("train.csv", "val.csv", "test.csv"):
         digest.update((workdir / name).read_bytes())
+    for function in (run_method, _tutorial, _test_scores):
+        digest.update(inspect.getsource(function).encode())
     code = [p for package in ("core", "data", "split", "training") for p in (REPO / "imgclf" / package).rglob("*.py")]
-    for path in sorted([Path(__file__), *code]):
+    for path in sorted(code):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -52,3 +52,19 @@ def test_seed_ensemble_averages_the_seeds_probabilities(tmp_path):
     assert together["test_balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
     # A run saved before the probabilities were kept: no ensemble rather than a wrong one.
     assert BENCHMARKS.seed_ensemble(tmp_path, [*runs, {"test_accuracy": 0.5}]) is None
+
+
+def test_a_run_fingerprint_follows_its_settings_and_manifests_not_the_other_recipes(tmp_path, monkeypatch):
+    for name in ("train.csv", "val.csv", "test.csv"):
+        (tmp_path / name).write_text("path,label\na/1.png,a\n")
+    before = BENCHMARKS.run_fingerprint("malaria", "small_cnn", 1, tmp_path)
+    assert BENCHMARKS.run_fingerprint("malaria", "small_cnn", 2, tmp_path) != before
+    # A recipe added beside it keeps the run's fingerprint (its finished run is reused)...
+    monkeypatch.setitem(BENCHMARKS.METHOD_CONFIGS, "another", {"model": {"architecture": "small_cnn"}})
+    assert BENCHMARKS.run_fingerprint("malaria", "small_cnn", 1, tmp_path) == before
+    # ...a change of its settings or of its manifests does not.
+    monkeypatch.setitem(BENCHMARKS.METHOD_CONFIGS, "small_cnn", {"model": {"architecture": "small_cnn"}, "train": {"epochs": 2}})
+    changed = BENCHMARKS.run_fingerprint("malaria", "small_cnn", 1, tmp_path)
+    assert changed != before
+    (tmp_path / "test.csv").write_text("path,label\na/2.png,a\n")
+    assert BENCHMARKS.run_fingerprint("malaria", "small_cnn", 1, tmp_path) != changed
