@@ -225,18 +225,33 @@ def _test_scores(model, workdir: Path, root: str, classes: list[str], image_size
     proba = predict_proba(model, test, tuple(image_size), channels, 64)
     mirrored = predict_proba_tta(model, test, tuple(image_size), channels, 64, plain=proba)
     predicted = np.argmax(proba, axis=1)
-    recalls = {name: float(np.mean(predicted[test.labels == i] == i)) for i, name in enumerate(classes)
-               if (test.labels == i).any()}
-    tta = np.argmax(mirrored, axis=1)
-    tta_recalls = [float(np.mean(tta[test.labels == i] == i)) for i in range(len(classes)) if (test.labels == i).any()]
-    return {"test_accuracy": float(np.mean(predicted == test.labels)),
-            "test_balanced_accuracy": float(np.mean(list(recalls.values()))), "test_recall": recalls,
-            "test_accuracy_tta": float(np.mean(tta == test.labels)),
-            "test_balanced_accuracy_tta": float(np.mean(tta_recalls)),
+    plain, tta = _scores(predicted, test.labels, classes), _scores(np.argmax(mirrored, axis=1), test.labels, classes)
+    return {"test_accuracy": plain["accuracy"], "test_balanced_accuracy": plain["balanced_accuracy"],
+            "test_recall": plain["recall"], "test_accuracy_tta": tta["accuracy"],
+            "test_balanced_accuracy_tta": tta["balanced_accuracy"],
             # In the test manifest's order: which images each run got wrong (see missed_by_every_run),
             # and the class probabilities (see seed_ensemble).
             "test_predicted": [int(i) for i in predicted],
             "test_probabilities": np.round(proba, 6).tolist()}
+
+
+def _scores(predicted, labels, classes: list[str]) -> dict:
+    """Accuracy, balanced accuracy and each class's recall (classes present in ``labels`` only)."""
+    import numpy as np
+
+    recalls = {name: float(np.mean(predicted[labels == i] == i)) for i, name in enumerate(classes)
+               if (labels == i).any()}
+    return {"accuracy": float(np.mean(predicted == labels)), "balanced_accuracy": float(np.mean(list(recalls.values()))),
+            "recall": recalls}
+
+
+def _test_labels(workdir: Path) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+    """The classes, each test image's class index and the test manifest, in its order."""
+    import pandas as pd
+
+    test = pd.read_csv(workdir / "test.csv")
+    classes = sorted(pd.read_csv(workdir / "index.csv")["label"].unique())
+    return classes, test["label"].map({name: i for i, name in enumerate(classes)}).to_numpy(), test
 
 
 def missed_by_every_run(workdir: Path, runs: list[dict]) -> list[dict]:
@@ -244,11 +259,8 @@ def missed_by_every_run(workdir: Path, runs: list[dict]) -> list[dict]:
     the runs answered most: where methods as different as a 40-line CNN and a fine-tuned pretrained
     network fail on the same images, the cause is more often the image or its label than the model."""
     import numpy as np
-    import pandas as pd
 
-    test = pd.read_csv(workdir / "test.csv")
-    classes = sorted(pd.read_csv(workdir / "index.csv")["label"].unique())
-    labels = test["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()
+    classes, labels, test = _test_labels(workdir)
     answers = np.array([run["test_predicted"] for run in runs if "test_predicted" in run])
     if answers.size == 0:
         return []
@@ -262,16 +274,12 @@ def seed_ensemble(workdir: Path, runs: list[dict]) -> dict | None:
     mean of their class probabilities: what ``train.ensemble`` deploys); None without the
     probabilities (runs saved before they were kept)."""
     import numpy as np
-    import pandas as pd
 
     if not runs or any("test_probabilities" not in run for run in runs):
         return None
-    test = pd.read_csv(workdir / "test.csv")
-    classes = sorted(pd.read_csv(workdir / "index.csv")["label"].unique())
-    labels = test["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()
-    predicted = np.mean([run["test_probabilities"] for run in runs], axis=0).argmax(axis=1)
-    recalls = [float(np.mean(predicted[labels == i] == i)) for i in range(len(classes)) if (labels == i).any()]
-    return {"test_accuracy": float(np.mean(predicted == labels)), "test_balanced_accuracy": float(np.mean(recalls))}
+    classes, labels, _ = _test_labels(workdir)
+    scores = _scores(np.mean([run["test_probabilities"] for run in runs], axis=0).argmax(axis=1), labels, classes)
+    return {"test_accuracy": scores["accuracy"], "test_balanced_accuracy": scores["balanced_accuracy"]}
 
 
 def run_method(dataset: str, method: str, seed: int, workdir: Path) -> dict:
@@ -347,7 +355,7 @@ def run_fingerprint(dataset: str, method: str, seed: int, workdir: Path) -> str:
     digest = hashlib.sha256(json.dumps([dataset, method, seed, METHOD_CONFIGS.get(method)], sort_keys=True).encode())
     for name in ("train.csv", "val.csv", "test.csv"):
         digest.update((workdir / name).read_bytes())
-    for function in (run_method, _tutorial, _test_scores):
+    for function in (run_method, _tutorial, _test_scores, _scores):
         digest.update(inspect.getsource(function).encode())
     code = [p for package in ("core", "data", "split", "training") for p in (REPO / "imgclf" / package).rglob("*.py")]
     for path in sorted(code):

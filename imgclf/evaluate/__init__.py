@@ -4,6 +4,7 @@ deployed model (docs/evaluate.md)."""
 from imgclf.core.lazy import lazy_interface
 
 _INTERFACE = {
+    "agreement": ["LABEL_CHECK", "agreed_errors"],
     "jobs": ["deploy_model", "evaluate_ensemble", "evaluation_summary"],
     "metrics": ["GLOBAL_METRICS", "check_target_definitions", "flatten_metrics"],
     "saliency": ["area_share", "border_share", "border_findings", "border_summary", "grad_cam"],

@@ -19,6 +19,10 @@ import pandas as pd
 CONFIDENT_WRONG = 0.1
 #: How many agreed errors the summary lists (most confident first); the count covers them all.
 LISTED = 50
+#: What to do with them (the summary, the report and the diagnosis's next action say it).
+LABEL_CHECK = ("Have their labels checked by someone who knows the classes, without seeing the models' answers, "
+               "and the training images' labels the same way. Fix a wrong label in the data (a new data "
+               "version); never drop only the test images the models miss, which would flatter the test figure.")
 
 
 def agreed_errors(tables: list[pd.DataFrame]) -> dict[str, Any] | None:
@@ -61,7 +65,7 @@ def agreed_errors(tables: list[pd.DataFrame]) -> dict[str, Any] | None:
                        for table in tables], axis=0)
     same = (answers == answers[0]).all(axis=0)
     images = []
-    for i in sorted(np.flatnonzero(every), key=lambda i: (p_label[i], first["path"].iloc[i])):
+    for i in sorted(np.flatnonzero(every), key=lambda i: (p_label[i], first["path"].iloc[i]))[:LISTED]:
         values, counts = np.unique(answers[:, i], return_counts=True)
         images.append({"path": str(first["path"].iloc[i]), "label": str(labels[i]),
                        "answered": str(values[counts.argmax()]), "p_label": round(float(p_label[i]), 4),
@@ -69,7 +73,7 @@ def agreed_errors(tables: list[pd.DataFrame]) -> dict[str, Any] | None:
     return {"models": len(tables), "n_test": len(first), "count": int(every.sum()),
             "same_answer": int((every & same).sum()),
             "confident": int((every & same & (p_label <= CONFIDENT_WRONG)).sum()),
-            "mean_errors": float(wrong.sum(axis=1).mean()), "images": images[:LISTED]}
+            "mean_errors": float(wrong.sum(axis=1).mean()), "images": images}
 
 
 def agreed_errors_markdown(agreed: dict[str, Any] | None) -> list[str]:
@@ -80,9 +84,7 @@ def agreed_errors_markdown(agreed: dict[str, Any] | None) -> list[str]:
              f"{agreed['count']} of {agreed['n_test']} test images were misclassified by all {agreed['models']} "
              f"final models (each model got {agreed['mean_errors']:.1f} wrong on average); {agreed['confident']} of "
              f"them with every model giving the same other class and a mean probability of the label of at most "
-             f"{CONFIDENT_WRONG:g}. Have their labels checked by someone who does not see the models' answers; "
-             "a wrong label is fixed in the data (a new data version), never by dropping the test images the "
-             "models miss, which would flatter the test figure."]
+             f"{CONFIDENT_WRONG:g}. {LABEL_CHECK}"]
     if agreed["images"]:
         lines += ["", "| image | label | answered | mean probability of the label |", "|---|---|---|---|"]
         lines += [f"| {m['path']} | {m['label']} | {m['answered']} | {m['p_label']:.4f} |" for m in agreed["images"]]

@@ -59,9 +59,11 @@ def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, tar
         evaluation = read_json(path)
         per_seed[evaluation["seed"]] = evaluation
     classes = sorted(read_index(index)["label"].unique())
+    # Each model's test predictions, read once: the thresholds and the agreed errors use them.
+    tables = [pd.read_csv(path, dtype={"label": str, "predicted": str}) for path in test_predictions]
     if sensitivity_targets(targets, classes) and validation_predictions:
-        for seed, test_path, val_path in zip(list(per_seed), test_predictions, validation_predictions):
-            test = labels_and_proba(pd.read_csv(test_path, dtype={"label": str}), classes)
+        for seed, table, val_path in zip(list(per_seed), tables, validation_predictions):
+            test = labels_and_proba(table, classes)
             held = labels_and_proba(pd.read_csv(val_path, dtype={"label": str}), classes)
             chosen = operating_thresholds(targets, classes, *held, *test)
             metrics = per_seed[seed]["metrics"]
@@ -78,7 +80,6 @@ def evaluation_summary(evaluations: Sequence[str | Path], index: str | Path, tar
                              plain["sensitivity"], shifted["specificity"], plain["specificity"],
                              "; applied" if apply_thresholds else "")
     summary = summarize_evaluation(per_seed, targets, classes, confidence)
-    tables = [pd.read_csv(path, dtype={"label": str, "predicted": str}) for path in test_predictions]
     summary["agreed_errors"] = agreed_errors(tables)
     if summary["agreed_errors"]:
         agreed = summary["agreed_errors"]

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imgclf.evaluate import LABEL_CHECK
+
 #: Thresholds of the checks (documented in the report and the README).
 OVERFIT_RISE = 0.10  # validation loss at the end this much above its minimum (relative)...
 OVERFIT_EPOCHS = 2  # ...reached at least this many epochs before the end (one bad epoch is noise)
@@ -51,10 +53,7 @@ ACTIONS = {
                 "report; crop or mask rulers, marks and frames, or even out how each class's images were acquired, "
                 "then retrain (a model that reads a shortcut fails on images without it).",
     "labels": "Every final model gives the same other class, confidently, for these test images (listed under "
-              "\"Images every model gets wrong\" in the test section): have someone who knows the classes check "
-              "their labels without seeing the models' answers, and the training images' labels the same way. Fix "
-              "a wrong label in the data (a new data version); never drop only the test images the models miss, "
-              "which would flatter the test figure.",
+              "\"Images every model gets wrong\" in the test section). " + LABEL_CHECK,
     "overfitting": "Overfitting (step 5): add augmentation, dropout or weight decay, or stop earlier "
                    "(early stopping on the validation loss); more data helps most.",
     "overconfident": "The validation loss rises while the validation accuracy still improves: the model grows "

@@ -18,7 +18,7 @@ import yaml
 from imgclf.core.config import config_sha256 as config_hash
 from imgclf.report.deployment import drift_section, export_section
 from imgclf.core.io import read_json
-from imgclf.evaluate import GLOBAL_METRICS
+from imgclf.evaluate import GLOBAL_METRICS, LABEL_CHECK
 from imgclf.report.html_parts import as_list, esc, figure, fmt, table, verdict
 from imgclf.report.diagnosis import (EXPLODED_CHANGE, FROZEN_CHANGE, MATERIAL_SHARE, OVERFIT_EPOCHS, OVERFIT_GAP,
                                      OVERFIT_RISE,
@@ -295,9 +295,7 @@ def _test(ctx: dict[str, Any]) -> str:
         agreed = (f"<h3>Images every model gets wrong</h3><p class='note'>{esc(found['count'])} of "
                   f"{esc(found['n_test'])} test images misclassified by all {esc(found['models'])} final models "
                   f"(each got {found['mean_errors']:.1f} wrong on average); {esc(found['confident'])} of them "
-                  f"confidently, with the same answer. Have their labels checked by someone who does not see the "
-                  f"models' answers; fix a wrong label in the data, never by dropping only the test images the "
-                  f"models miss.</p>" + table(rows))
+                  f"confidently, with the same answer. {esc(LABEL_CHECK)}</p>" + table(rows))
     return (f"<p>{esc(evaluation['n_test'])} test images, evaluated once per final model (seeds "
             f"{esc(', '.join(map(str, evaluation['seeds'])))}); mean, standard deviation and {level} Student-t "
             f"interval over the models.</p>" + events + "<h3>Targets</h3>" + table(targets)
